@@ -1,0 +1,1 @@
+"""Deep metric learning study: data, models, training, evaluation and plots shared by the notebooks."""

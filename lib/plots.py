@@ -1,0 +1,64 @@
+"""Figures shared by the chapters. Each function takes results and returns a matplotlib Figure."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+sns.set_theme(context="notebook", style="whitegrid")
+
+
+def _seed_lines(ax, histories: list[pd.DataFrame], column: str, label: str | None = None, **style):
+    """One thin line per seed and their mean in bold, so the spread is visible."""
+    curves = [h.set_index("epoch")[column] for h in histories if column in h]
+    if not curves:
+        ax.set_visible(False)
+        return
+    for c in curves:
+        ax.plot(c.index, c.values, alpha=0.3, lw=1, **style)
+    mean = pd.concat(curves, axis=1).mean(axis=1)
+    ax.plot(mean.index, mean.values, lw=2, label=label, **style)
+
+
+def diagnostics(histories: list[pd.DataFrame], title: str = "") -> plt.Figure:
+    """The trainer's per-epoch diagnostics (see lib.train), over seeds."""
+    panels = [
+        ("loss_over_margin", "training loss / margin", None),
+        ("nonzero_fraction", "fraction of non-zero-loss tuples", None),
+        (("d_ap_mean", "d_an_mean"), "distance of mined pairs", ("d(a,p)", "d(a,n)")),
+        ("grad_norm", "gradient norm", None),
+        (("val_recall@1", "val_map@r"), "validation retrieval", ("Recall@1", "MAP@R")),
+        ("val_spread_ratio", "embedding spread ratio", None),
+    ]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
+    for ax, (cols, name, labels) in zip(axes.flat, panels):
+        cols = cols if isinstance(cols, tuple) else (cols,)
+        for i, col in enumerate(cols):
+            _seed_lines(ax, histories, col, label=labels[i] if labels else None, color=f"C{i}")
+        if labels:
+            ax.legend(fontsize=8)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch")
+    if "val_spread_ratio" in histories[0]:
+        axes.flat[5].axhline(0.05, color="red", ls=":", lw=1, label="collapse threshold")
+        axes.flat[5].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def negative_distance_histograms(history: pd.DataFrame, epochs: list[int] | None = None, ax=None) -> plt.Figure:
+    """Histogram of d(a,n) over the pairs the miner selected, at several epochs."""
+    fig = ax.figure if ax is not None else plt.figure(figsize=(6, 3.5))
+    ax = ax or fig.add_subplot()
+    epochs = epochs or sorted({int(history.epoch.min()), int(history.epoch.median()), int(history.epoch.max())})
+    for i, epoch in enumerate(epochs):
+        row = history[history.epoch == epoch].iloc[0]
+        edges, counts = np.asarray(row.d_an_hist_edges), np.asarray(row.d_an_hist, dtype=float)
+        density = counts / max(counts.sum(), 1) / np.diff(edges)
+        ax.stairs(density, edges, label=f"epoch {epoch}", color=f"C{i}", lw=1.5)
+    ax.set_xlabel("d(anchor, negative)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    return fig

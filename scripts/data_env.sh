@@ -1,0 +1,11 @@
+# Sourced: choose the data folder when METRIC_DATA is unset: ./data if it exists, else the
+# shared offline copy beside the checkout (../shared/data), which CI and this team use.
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -z "${METRIC_DATA:-}" ]; then
+  if [ -d "$repo/data" ]; then
+    export METRIC_DATA="$repo/data"
+  elif [ -d "$repo/../shared/data" ]; then
+    export METRIC_DATA="$(cd "$repo/../shared/data" && pwd)"
+  fi
+fi
+echo "data: ${METRIC_DATA:-./data (not found: set METRIC_DATA, see README)}"
