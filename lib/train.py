@@ -333,7 +333,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             clip = cfg.optim.grad_clip or math.inf
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip, foreach=True)
             self.optimizer.step()
             seen += len(labels)
             per_tuple = torch.cat([t.flatten() for t in self.recorder.per_tuple]) if self.recorder.per_tuple else None

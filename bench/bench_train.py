@@ -1,0 +1,77 @@
+"""Training throughput: the whole trainer step vs the bare backbone on the same batches.
+
+    python bench/bench_train.py [--profile quick] [--dataset omniglot] [--steps 60]
+
+The trainer's step includes sampling, batch gathering, augmentation, the miner, the
+loss, the diagnostics, gradient-norm clipping and the optimiser step. The reference is
+the embedding network's forward + backward alone on identical, pre-made batches.
+Goal: a ratio of at least 0.90.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from lib.config import load_profile
+from lib.train import Trainer, make_batches
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--dataset", default="omniglot")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+
+    from lib.config import parse_assignment
+    cfg = load_profile(args.profile).run_config(args.dataset, train__steps_per_epoch=args.steps)
+    cfg = cfg.with_overrides(dict(parse_assignment(a) for a in args.overrides))
+    trainer = Trainer(cfg, progress=False)
+    np.random.seed(0)
+    batches = make_batches(cfg, trainer.splits.train.labels, args.steps)
+    inputs = [trainer._prepare(trainer.splits.train.read(b), None if trainer.splits.train.extra_channel is None
+                               else torch.from_numpy(trainer.splits.train.extra_channel[b]), augment=False)
+              for b in batches]
+    model = trainer.model
+
+    def bare() -> float:
+        model.train()
+        start = time.perf_counter()
+        for x in inputs:
+            with trainer._autocast():
+                out = model(x)
+            out.float().square().mean().backward()
+            model.zero_grad(set_to_none=True)
+        if trainer.cuda:
+            torch.cuda.synchronize()
+        return len(inputs) * cfg.train.batch_size / (time.perf_counter() - start)
+
+    def full(epoch: int) -> float:
+        start = time.perf_counter()
+        trainer.train_epoch(epoch)
+        if trainer.cuda:
+            torch.cuda.synchronize()
+        return args.steps * cfg.train.batch_size / (time.perf_counter() - start)
+
+    bare()  # warm-up: allocator, kernels, thread pools
+    full(0)
+    bare_rates, full_rates = [], []
+    for r in range(args.repeats):  # interleaved, so drift in machine load hits both alike
+        bare_rates.append(bare())
+        full_rates.append(full(r + 1))
+    b, f = float(np.median(bare_rates)), float(np.median(full_rates))
+    print(f"device {trainer.device}, threads {torch.get_num_threads()}, backbone {cfg.model.backbone}, "
+          f"batch {cfg.train.batch_size}, image {tuple(inputs[0].shape[1:])}, "
+          f"loss {cfg.loss.name} + {cfg.miner.name}, {args.steps} steps x {args.repeats} repeats (median)")
+    print(f"bare forward+backward : {b:8.0f} img/s")
+    print(f"full trainer step     : {f:8.0f} img/s")
+    print(f"ratio                 : {f / b:8.3f}   (goal >= 0.90)")
+
+
+if __name__ == "__main__":
+    main()
