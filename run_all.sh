@@ -38,10 +38,12 @@ for nb in notebooks/[0-9]*.ipynb; do
   tmp="$out/.$name.partial"
   if $py -m papermill "$nb" "$tmp" -p profile "$profile" --cwd notebooks --kernel python3 --progress-bar --log-level WARNING; then
     mv "$tmp" "$out/$name"
+    rm -f "$out/FAILED-$name"
     summary+=("ok      $(( SECONDS - start ))s  $name")
   else
     # Keep the failed notebook for reading, under a name that cannot pass for a result.
     mv "$tmp" "$out/FAILED-$name" 2>/dev/null
+    rm -f "$out/$name"
     failed+=("$name")
     summary+=("FAILED  $(( SECONDS - start ))s  $name  (see $out/FAILED-$name)")
   fi

@@ -1,0 +1,294 @@
+"""Retrieval metrics from embeddings: exact k-NN (faiss), Recall@K, MAP@R, NMI, re-id mAP@k, one-shot accuracy.
+
+Embeddings are float arrays of shape (N, d) and labels integer arrays of shape (N,). Distances are Euclidean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import faiss
+import numpy as np
+from scipy.spatial.distance import pdist
+from sklearn.metrics import normalized_mutual_info_score
+
+__all__ = [
+    "embedding_spread",
+    "knn",
+    "map_at_k",
+    "map_at_k_per_identity",
+    "oneshot_accuracy",
+    "retrieval_metrics",
+    "sop_recall_ks",
+]
+
+sop_recall_ks = (1, 10, 100, 1000)
+
+# Bounds the (rows x columns) blocks held at once, so memory stays flat whatever N and k are;
+# 4096 query rows is also faiss's own BLAS block size, so smaller batches would only add overhead.
+_MAX_BLOCK_ENTRIES = 1 << 22
+_MAX_BATCH_ROWS = 4096
+_KMEANS_NITER = 20
+_KMEANS_NREDO = 5
+
+
+def _as_f32(x: np.ndarray, name: str) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have shape (N, d), got {x.shape}")
+    return x
+
+
+def _batch_rows(columns: int) -> int:
+    return max(1, min(_MAX_BATCH_ROWS, _MAX_BLOCK_ENTRIES // max(columns, 1)))
+
+
+def _drop_self(sq: np.ndarray, idx: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+    is_self = idx == np.arange(start, start + len(idx))[:, None]
+    # With more than k exact duplicates of a point, faiss may rank all of them before the point itself,
+    # which then is not in its own list: drop the extra (k+1-th) neighbour instead.
+    is_self[~is_self.any(axis=1), -1] = True
+    n, k1 = idx.shape
+    return sq[~is_self].reshape(n, k1 - 1), idx[~is_self].reshape(n, k1 - 1)
+
+
+def _knn_batches(
+    query: np.ndarray, database: np.ndarray, k: int, exclude_self: bool
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Yield (first query row, squared distances, indices) for consecutive batches of query rows."""
+    index = faiss.IndexFlatL2(database.shape[1])
+    index.add(database)
+    k_search = int(k) + 1 if exclude_self else int(k)
+    step = _batch_rows(k_search)
+    for start in range(0, len(query), step):
+        sq, idx = index.search(query[start : start + step], k_search)
+        if exclude_self:
+            sq, idx = _drop_self(sq, idx, start)
+        yield start, sq, idx
+
+
+def knn(
+    query: np.ndarray, database: np.ndarray, k: int, *, exclude_self: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest database neighbours of every query row (faiss IndexFlatL2, float32).
+
+    Returns (distances, indices), both (len(query), k), nearest first; distances are Euclidean.
+    With ``exclude_self`` query and database are the same set and row i never lists index i, even when
+    it has exact duplicates (removal is by index, not by zero distance).
+    """
+    query, database = _as_f32(query, "query"), _as_f32(database, "database")
+    if exclude_self and query.shape != database.shape:
+        raise ValueError("exclude_self needs query and database to be the same set")
+    available = len(database) - int(exclude_self)
+    if not 0 < k <= available:
+        raise ValueError(f"k must be in [1, {available}], got {k}")
+    sq_parts, idx_parts = [], []
+    for _, sq, idx in _knn_batches(query, database, k, exclude_self):
+        sq_parts.append(sq)
+        idx_parts.append(idx)
+    # faiss computes |x|^2 + |y|^2 - 2<x, y> in float32, which can dip just below zero.
+    distances = np.sqrt(np.maximum(np.concatenate(sq_parts), 0.0))
+    return distances, np.concatenate(idx_parts)
+
+
+def _nmi(x: np.ndarray, labels: np.ndarray, n_clusters: int, seed: int) -> float:
+    kmeans = faiss.Kmeans(
+        x.shape[1],
+        n_clusters,
+        niter=_KMEANS_NITER,
+        nredo=_KMEANS_NREDO,
+        seed=seed,
+        # faiss otherwise trains on a random subset of 256 points per centroid and warns below 39.
+        max_points_per_centroid=len(x),
+        min_points_per_centroid=1,
+        verbose=False,
+    )
+    kmeans.train(x)
+    _, assignment = kmeans.index.search(x, 1)
+    return float(normalized_mutual_info_score(labels, assignment[:, 0]))
+
+
+def retrieval_metrics(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    *,
+    recall_ks: Sequence[int] = (1, 2, 4, 8),
+    nmi: bool = True,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Leave-one-out retrieval on one set: every item queries all the others.
+
+    Keys: ``recall@K`` for each K (1 if any of the K nearest neighbours shares the query's label),
+    ``precision@1``, ``r_precision``, ``map@r`` (Musgrave et al. 2020, R = other items of the query's
+    class) and, if ``nmi``, ``nmi`` (faiss k-means with one cluster per class, best of several restarts).
+    Queries whose class has no other member are excluded from every retrieval metric (as in
+    pytorch-metric-learning) but still act as distractors in the database; the metrics are NaN if no
+    query remains. K larger than N - 1 is clipped to N - 1 (the key keeps the requested K).
+    """
+    x = _as_f32(embeddings, "embeddings")
+    labels = np.asarray(labels)
+    if labels.shape != (len(x),):
+        raise ValueError(f"labels must have shape ({len(x)},), got {labels.shape}")
+    if len(x) < 2:
+        raise ValueError("retrieval needs at least two embeddings")
+    _, lab, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    lab = lab.reshape(-1)
+    n_other = counts[lab] - 1
+    ks = {K: min(K, len(x) - 1) for K in recall_ks}
+    # One search deep enough for both the largest K and the largest R; every metric is read off it.
+    # Not pml's AccuracyCalculator: it keeps the whole (N, k) neighbour table, loops in Python over classes
+    # (1.3x slower at N=50k, see bench/bench_metrics.py) and casts labels to float32, so labels above 2**24 collide.
+    k = min(len(x) - 1, max(max(ks.values()), int(counts.max()) - 1))
+    cols = np.arange(k)
+
+    first_hit_parts, r_precision_sum, map_r_sum = [], 0.0, 0.0
+    for start, _, idx in _knn_batches(x, x, k, exclude_self=True):
+        rows = slice(start, start + len(idx))
+        valid = n_other[rows] > 0
+        hits = lab[idx[valid]] == lab[rows][valid, None]
+        r = n_other[rows][valid]
+        first_hit_parts.append(np.where(hits.any(axis=1), hits.argmax(axis=1), k))
+        hits &= cols < r[:, None]
+        r_precision_sum += float((hits.sum(axis=1) / r).sum())
+        precision_at_hits = np.cumsum(hits, axis=1) * hits / (cols + 1.0)
+        map_r_sum += float((precision_at_hits.sum(axis=1) / r).sum())
+
+    first_hit = np.concatenate(first_hit_parts)
+    n_queries = len(first_hit)
+
+    def mean_over_queries(total: float) -> float:
+        return float(total) / n_queries if n_queries else float("nan")
+
+    out = {f"recall@{K}": mean_over_queries(np.count_nonzero(first_hit < kk)) for K, kk in ks.items()}
+    out["precision@1"] = mean_over_queries(np.count_nonzero(first_hit == 0))
+    out["r_precision"] = mean_over_queries(r_precision_sum)
+    out["map@r"] = mean_over_queries(map_r_sum)
+    if nmi:
+        out["nmi"] = _nmi(x, lab, len(counts), seed)
+    return out
+
+
+def _db_count(db_labels: np.ndarray, query_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Position of each query label among the sorted distinct database labels (-1 if absent) and its count."""
+    ids, counts = np.unique(db_labels, return_counts=True)
+    pos = np.minimum(np.searchsorted(ids, query_labels), len(ids) - 1)
+    found = ids[pos] == query_labels
+    return np.where(found, pos, -1), np.where(found, counts[pos], 0)
+
+
+def _check_labelled(emb: np.ndarray, labels: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    emb, labels = _as_f32(emb, f"{name}_emb"), np.asarray(labels)
+    if labels.shape != (len(emb),):
+        raise ValueError(f"{name}_labels must have shape ({len(emb)},), got {labels.shape}")
+    return emb, labels
+
+
+def map_at_k(
+    query_emb: np.ndarray,
+    query_labels: np.ndarray,
+    db_emb: np.ndarray,
+    db_labels: np.ndarray,
+    k: int = 5,
+) -> float:
+    """Re-identification mAP@k as scored in the Where's Whale-do competition.
+
+    Each query ranks its k nearest database images; AP@k = sum_{i<=k} P@i * rel(i) / min(k, n_relevant),
+    n_relevant being the number of database images with the query's label. Queries with no relevant
+    database image score 0 (they still count in the mean). Query and database must be disjoint sets,
+    otherwise a query finds itself.
+    """
+    query_emb, query_labels = _check_labelled(query_emb, query_labels, "query")
+    db_emb, db_labels = _check_labelled(db_emb, db_labels, "db")
+    k_eff = min(k, len(db_emb))
+    _, n_relevant = _db_count(db_labels, query_labels)
+    # n_relevant <= len(db), so min(k, n_relevant) is the same whether or not k was clipped.
+    denominator = np.maximum(np.minimum(k, n_relevant), 1)
+    ranks = np.arange(1, k_eff + 1)
+    total = 0.0
+    for start, _, idx in _knn_batches(query_emb, db_emb, k_eff, exclude_self=False):
+        rows = slice(start, start + len(idx))
+        rel = db_labels[idx] == query_labels[rows, None]
+        precision_at_hits = np.cumsum(rel, axis=1) * rel / ranks
+        total += float((precision_at_hits.sum(axis=1) / denominator[rows]).sum())
+    return total / len(query_emb)
+
+
+def map_at_k_per_identity(
+    query_emb: np.ndarray,
+    query_labels: np.ndarray,
+    db_emb: np.ndarray,
+    db_labels: np.ndarray,
+    k: int = 5,
+) -> float:
+    """mAP@k over ranked identities, as in the Kaggle humpback-whale competition.
+
+    Identities are ranked by their closest database image; a query scores 1/rank of its true identity if
+    that rank is <= k, else 0 (also 0 when the identity is absent from the database). Identities tied
+    with the true one in distance do not push it down.
+    """
+    query_emb, query_labels = _check_labelled(query_emb, query_labels, "query")
+    db_emb, db_labels = _check_labelled(db_emb, db_labels, "db")
+    true_id, _ = _db_count(db_labels, query_labels)
+    ids, id_of_db = np.unique(db_labels, return_inverse=True)
+    by_id = np.argsort(id_of_db.reshape(-1), kind="stable")
+    id_starts = np.searchsorted(id_of_db.reshape(-1)[by_id], np.arange(len(ids)))
+    step = _batch_rows(len(db_emb))
+    total = 0.0
+    for start in range(0, len(query_emb), step):
+        rows = slice(start, start + step)
+        sq = faiss.pairwise_distances(query_emb[rows], db_emb)
+        closest = np.minimum.reduceat(sq[:, by_id], id_starts, axis=1)
+        t = true_id[rows]
+        true_dist = closest[np.arange(len(t)), t]
+        rank = 1 + np.count_nonzero(closest < true_dist[:, None], axis=1)
+        total += float(np.where((t >= 0) & (rank <= k), 1.0 / rank, 0.0).sum())
+    return total / len(query_emb)
+
+
+def oneshot_accuracy(
+    support_emb: Sequence[np.ndarray],
+    query_emb: Sequence[np.ndarray],
+    answers: Sequence[np.ndarray],
+    *,
+    per_run: bool = False,
+) -> float | tuple[float, np.ndarray]:
+    """Accuracy of N-way one-shot runs (Lake's Omniglot protocol): each query takes its nearest support.
+
+    One (support, query, answers) triple per run; answers[j] is the index of the support image matching
+    query j. Returns the accuracy over all queries of all runs, and with ``per_run`` also each run's.
+    """
+    correct, n_queries = [], []
+    for support, query, answer in zip(support_emb, query_emb, answers, strict=True):
+        _, idx = knn(query, support, 1)
+        answer = np.asarray(answer)
+        if answer.shape != (len(idx),):
+            raise ValueError(f"answers must have shape ({len(idx)},), got {answer.shape}")
+        correct.append(np.count_nonzero(idx[:, 0] == answer))
+        n_queries.append(len(answer))
+    correct_arr, n_arr = np.asarray(correct), np.asarray(n_queries)
+    mean = float(correct_arr.sum() / n_arr.sum())
+    return (mean, correct_arr / n_arr) if per_run else mean
+
+
+def embedding_spread(embeddings: np.ndarray, max_points: int = 2000, seed: int = 0) -> dict[str, float]:
+    """How spread out (or collapsed) an embedding is.
+
+    ``mean_pairwise_distance`` over distinct pairs, ``rms_norm``, ``spread_ratio`` = mean_pairwise_distance /
+    (2 rms_norm), which lies in [0, 1] (about 0.71 for random unit vectors in high dimension, 0 for a single
+    point repeated), and ``dim_variance_mean`` (per-dimension population variance averaged over dimensions).
+    All four use the same deterministic random subset of ``max_points`` rows when N is larger.
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"embeddings must have shape (N, d) with N >= 1, got {x.shape}")
+    if len(x) > max_points:
+        x = x[np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))]
+    # pdist takes differences directly, so coincident points give exactly 0 (the |x|^2 + |y|^2 - 2<x, y> form does not).
+    mean_pairwise = float(pdist(x).mean()) if len(x) > 1 else 0.0
+    rms_norm = float(np.sqrt(np.mean(np.sum(x * x, axis=1))))
+    return {
+        "mean_pairwise_distance": mean_pairwise,
+        "rms_norm": rms_norm,
+        "spread_ratio": mean_pairwise / (2 * rms_norm) if rms_norm > 0 else 0.0,
+        "dim_variance_mean": float(np.var(x, axis=0).mean()),
+    }
