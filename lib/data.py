@@ -11,6 +11,7 @@ to get it; every damaged file raises `CorruptDataError` saying which file and wh
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -228,6 +229,9 @@ def download(url: str, dest: Path, sha256: str | None) -> Path:
     be a zip or tar archive, and its own CRCs are checked instead. Works with file:// URLs.
     """
     dest = Path(dest)
+    # Folders made only for this download go again if it fails: an empty ./data/<set> left
+    # behind would later pass for a data root.
+    created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
@@ -251,6 +255,9 @@ def download(url: str, dest: Path, sha256: str | None) -> Path:
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        for folder in created:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     return dest
 

@@ -551,3 +551,12 @@ def test_make_augment_rejects_unknown_names():
     with pytest.raises(TypeError, match="shear"):
         augment.make_augment({"shear": 0.1})
     assert augment.make_augment({"rotate": 5}).rotate == 5
+
+
+def test_failed_download_leaves_no_folders(tmp_path):
+    from lib.data import DataError, download
+
+    dest = tmp_path / "data" / "omniglot" / "images_background.zip"
+    with pytest.raises(DataError):
+        download((tmp_path / "missing.zip").as_uri(), dest, sha256="0" * 64)
+    assert not (tmp_path / "data").exists()
