@@ -114,6 +114,7 @@ class TrainConfig:
     compile: bool = False
     num_workers: int = 0  # DataLoader workers for file-based data sets
     threads: int | None = None  # torch CPU threads; None: torch's default
+    diagnostics_every: int = 4  # steps between the mined-distance / gradient-norm diagnostics
 
 
 @dataclass

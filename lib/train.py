@@ -332,17 +332,15 @@ class Trainer:
                     f"(lr {self.optimizer.param_groups[0]['lr']:g}); lower optim.lr or set optim.grad_clip")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            clip = cfg.optim.grad_clip or math.inf
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip, foreach=True)
+            diagnose = step % cfg.train.diagnostics_every == 0
+            if cfg.optim.grad_clip or diagnose:
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip or math.inf,
+                                                           foreach=True)
             self.optimizer.step()
             seen += len(labels)
-            per_tuple = torch.cat([t.flatten() for t in self.recorder.per_tuple]) if self.recorder.per_tuple else None
-            stats.add(loss=loss.item() / self.world, grad_norm=grad_norm.item(),
-                      nonzero_fraction=(per_tuple > 0).float().mean().item() if per_tuple is not None and per_tuple.numel() else 0.0,
-                      tuples=_count(self.recorder.tuples) if self.train_miner is not None else math.nan)
-            mined_emb = self.recorder.mined_embeddings if self.recorder.mined_embeddings is not None else emb
-            mined_labels = self.recorder.mined_labels if self.recorder.mined_labels is not None else labels
-            stats.add_distances(self.distance, mined_emb, mined_labels, self.recorder.tuples)
+            stats.add(loss=loss.item() / self.world)
+            if diagnose:
+                self._diagnose(stats, emb, labels, grad_norm)
             if self.progress:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
         elapsed = time.perf_counter() - start
@@ -354,6 +352,17 @@ class Trainer:
         if hasattr(self.loss_fn, "beta"):
             summary["beta"] = float(self.loss_fn.beta.detach().float().mean())
         return summary
+
+    def _diagnose(self, stats: EpochStats, emb: torch.Tensor, labels: torch.Tensor, grad_norm) -> None:
+        """What the miner picked and what the loss made of it, from the recorder's hooks."""
+        rec = self.recorder
+        per_tuple = torch.cat([t.flatten() for t in rec.per_tuple]) if rec.per_tuple else torch.empty(0)
+        stats.add(grad_norm=grad_norm.item(),
+                  nonzero_fraction=(per_tuple > 0).float().mean().item() if per_tuple.numel() else 0.0,
+                  tuples=_count(rec.tuples) if self.train_miner is not None else math.nan)
+        mined_emb = rec.mined_embeddings if rec.mined_embeddings is not None else emb
+        mined_labels = rec.mined_labels if rec.mined_labels is not None else labels
+        stats.add_distances(self.distance, mined_emb, mined_labels, rec.tuples)
 
     @torch.no_grad()
     def embed(self, split: data_lib.Split, train_side: bool = False) -> np.ndarray:
