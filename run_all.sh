@@ -35,7 +35,7 @@ for nb in notebooks/[0-9]*.ipynb; do
   [ -n "$only" ] && [[ "$name" != *$only* ]] && continue
   echo "=== $name ($profile)"
   start=$SECONDS
-  tmp="$out/.$name.partial"
+  tmp="$out/.partial-$name"
   if $py -m papermill "$nb" "$tmp" -p profile "$profile" --cwd notebooks --kernel python3 --progress-bar --log-level WARNING; then
     mv "$tmp" "$out/$name"
     rm -f "$out/FAILED-$name"
