@@ -292,3 +292,22 @@ def embedding_spread(embeddings: np.ndarray, max_points: int = 2000, seed: int =
         "spread_ratio": mean_pairwise / (2 * rms_norm) if rms_norm > 0 else 0.0,
         "dim_variance_mean": float(np.var(x, axis=0).mean()),
     }
+
+
+def distance_contrast(embeddings: np.ndarray, n_queries: int = 500, seed: int = 0) -> float:
+    """Mean over sampled queries of (farthest distance / nearest distance) to the other points.
+
+    The "curse of dimensionality" argument (Beyer et al. 1999): for i.i.d. random vectors this
+    ratio tends to 1 as the dimension grows, so nearest neighbours stop meaning anything. A
+    trained embedding can be tested against the same yardstick. Infinite when a query has an
+    exact duplicate.
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    queries = rng.choice(len(x), size=min(n_queries, len(x)), replace=False)
+    sq = (x**2).sum(1)
+    d = np.sqrt(np.maximum(sq[queries, None] + sq[None, :] - 2 * x[queries] @ x.T, 0.0))
+    d[np.arange(len(queries)), queries] = np.nan
+    nearest, farthest = np.nanmin(d, axis=1), np.nanmax(d, axis=1)
+    with np.errstate(divide="ignore"):
+        return float(np.mean(farthest / nearest))

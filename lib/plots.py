@@ -62,3 +62,26 @@ def negative_distance_histograms(history: pd.DataFrame, epochs: list[int] | None
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     return fig
+
+
+def tsne(embeddings: np.ndarray, labels: np.ndarray, ax, *, max_points: int = 800, top_classes: int = 12,
+         seed: int = 0, title: str = "") -> None:
+    """openTSNE map of held-out embeddings; the most frequent classes in colour, the rest grey."""
+    from openTSNE import TSNE
+
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(embeddings), size=min(max_points, len(embeddings)), replace=False)
+    x, y = np.asarray(embeddings[idx], dtype=np.float64), labels[idx]
+    # A collapsed embedding has (nearly) identical points; a whisker of noise keeps t-SNE defined.
+    x = x + rng.normal(scale=1e-6, size=x.shape)
+    z = np.asarray(TSNE(perplexity=min(30, (len(x) - 1) / 3), random_state=seed, n_jobs=1).fit(x))
+    classes, counts = np.unique(y, return_counts=True)
+    shown = classes[np.argsort(-counts)[:top_classes]]
+    rest = ~np.isin(y, shown)
+    ax.scatter(z[rest, 0], z[rest, 1], s=4, c="lightgrey", lw=0)
+    for i, c in enumerate(shown):
+        m = y == c
+        ax.scatter(z[m, 0], z[m, 1], s=9, color=sns.color_palette("tab20", top_classes)[i], lw=0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=10)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +37,21 @@ class Chapter:
         chapter_layer = self.settings.get("runs", {}).get(dataset, {})
         return self.profile.run_config(dataset, chapter_layer, *layers, **dotted)
 
-    def run(self, config: RunConfig, **kwargs) -> train.RunResult:
-        return train.run(config, **kwargs)
+    def run(self, config: RunConfig, **kwargs) -> train.RunResult | Diverged:
+        """A cached run; a run whose loss became NaN is returned as `Diverged`, an outcome to report."""
+        try:
+            return train.run(config, **kwargs)
+        except train.TrainingDiverged as exc:
+            return Diverged(config, str(exc))
 
-    def run_seeds(self, config: RunConfig | str | None = None, **kwargs) -> list[train.RunResult]:
+    def run_seeds(self, config: RunConfig | str | None = None, **kwargs) -> list[train.RunResult | Diverged]:
         if config is None or isinstance(config, str):
             config = self.config(config)
-        return train.run_seeds(config, self.seeds, **kwargs)
+        return [self.run(config.with_overrides({"train.seed": int(s)}), **kwargs) for s in self.seeds]
+
+    def run_settings(self, settings: dict[str, RunConfig], **kwargs) -> dict[str, list]:
+        """Every setting over the profile's seeds."""
+        return {name: self.run_seeds(cfg, **kwargs) for name, cfg in settings.items()}
 
     def save(self, fig, name: str) -> Path:
         stem = self.figure_dir / f"{self.name}-{name}"
@@ -59,11 +68,23 @@ class Chapter:
                 f"backbone {cfg.model.backbone}.")
 
 
+@dataclass
+class Diverged:
+    """A run stopped by a NaN/inf loss: no metrics, kept so tables can count it."""
+
+    config: RunConfig
+    error: str
+    metrics: dict = field(default_factory=lambda: {"diverged": True, "collapsed": True})
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
 def metric_table(results: dict[str, list[train.RunResult]], metrics: list[str]) -> pd.DataFrame:
     """mean ± sample standard deviation over seeds of each metric, one row per setting."""
     rows = []
     for setting, runs in results.items():
-        row = {"setting": setting, "seeds": len(runs)}
+        row = {"setting": setting, "seeds": len(runs),
+               "collapsed": sum(bool(r.metrics.get("collapsed")) for r in runs),
+               "diverged": sum(isinstance(r, Diverged) for r in runs)}
         for m in metrics:
             values = np.array([r.metrics.get(m, math.nan) for r in runs], dtype=float)
             row[f"{m} mean"] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
@@ -78,3 +99,72 @@ def fmt(mean: float, sd: float, pct: bool = True) -> str:
     if math.isnan(sd):
         return f"{mean * scale:.1f}{unit} (one seed)"
     return f"{mean * scale:.1f} ± {sd * scale:.1f}{unit}"
+
+
+def difference(results: dict[str, list], setting: str, baseline: str, metric: str) -> dict:
+    """Mean difference setting - baseline over seeds, with a Welch 95 % confidence interval.
+
+    Diverged runs count as NaN and are left out; with fewer than two finite runs a side
+    has no spread and the interval is NaN (the text then says the evidence is one seed).
+    """
+    from scipy import stats
+
+    a = np.array([r.metrics.get(metric, math.nan) for r in results[setting]], dtype=float)
+    b = np.array([r.metrics.get(metric, math.nan) for r in results[baseline]], dtype=float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    out = {"setting": setting, "baseline": baseline, "metric": metric, "n": (len(a), len(b)),
+           "diff": float(a.mean() - b.mean()) if len(a) and len(b) else math.nan,
+           "low": math.nan, "high": math.nan}
+    if len(a) > 1 and len(b) > 1:
+        va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+        se = math.sqrt(va + vb)
+        if se > 0:
+            dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+            half = stats.t.ppf(0.975, dof) * se
+        else:
+            half = 0.0
+        out["low"], out["high"] = out["diff"] - half, out["diff"] + half
+    return out
+
+
+def significant(d: dict) -> bool:
+    """The 95 % interval of a difference lies above zero."""
+    return bool(np.isfinite(d["low"]) and d["low"] > 0)
+
+
+def _dotted_keys(layer: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for k, v in layer.items():
+        if isinstance(v, dict) and not k.endswith("kwargs") and v:
+            keys |= _dotted_keys(v, f"{prefix}{k}.")
+        else:
+            keys.add(f"{prefix}{k}")
+    return keys
+
+
+def greedy_combination(ch: Chapter, base: dict, changes: dict[str, dict], single: dict[str, list],
+                       baseline: list, metric: str, max_steps: int) -> list[dict]:
+    """Add single-factor changes to `base`, best first, one at a time, measuring each step.
+
+    Changes are ranked by their measured single-factor gain on `metric`; a change that sets a
+    key an earlier choice already set (lr 1e-3 after lr 1e-4) is skipped. Each step records its
+    runs and its gain over the previous step with a 95 % interval; the minimal fix is the
+    prefix of steps whose gain is significant (`significant`).
+    """
+    pool = {**single, "__base__": baseline}
+    gains = {name: difference(pool, name, "__base__", metric) for name in changes}
+    ranked = sorted((n for n in changes if gains[n]["diff"] > 0), key=lambda n: -gains[n]["diff"])
+    steps, chosen, taken, previous = [], [], set(), baseline
+    for name in ranked:
+        if len(steps) >= max_steps:
+            break
+        keys = _dotted_keys(changes[name])
+        if keys & taken:
+            continue
+        runs = single[name] if not chosen else ch.run_seeds(ch.config(None, base, *[changes[c] for c in chosen + [name]]))
+        gain = difference({"new": runs, "old": previous}, "new", "old", metric)
+        steps.append({"added": name, "changes": chosen + [name], "runs": runs, "gain": gain})
+        chosen.append(name)
+        taken |= keys
+        previous = runs
+    return steps

@@ -445,3 +445,14 @@ def test_embedding_spread_random_unit_vectors_and_subsampling():
     assert got["rms_norm"] == pytest.approx(1.0)
     assert ev.embedding_spread(x, max_points=500) == got  # deterministic
     assert ev.embedding_spread(x, max_points=500, seed=1) != got
+
+
+def test_distance_contrast_hand_case_and_concentration():
+    from lib.evaluate import distance_contrast
+
+    # Points 0, 1, 3 on a line: ratios 3/1, 2/1, 3/2 -> mean 13/6.
+    x = np.array([[0.0], [1.0], [3.0]])
+    assert distance_contrast(x) == pytest.approx(13 / 6)
+    rng = np.random.default_rng(0)
+    low, high = (distance_contrast(rng.normal(size=(400, d))) for d in (2, 512))
+    assert high < 1.5 < low
