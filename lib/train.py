@@ -174,10 +174,6 @@ class EpochStats:
         return out
 
 
-def _unwrap(module):
-    return getattr(module, "loss", None) or getattr(module, "miner", None) or module
-
-
 class _Recorder:
     """Forward hooks that copy what the miner mined and the per-tuple losses of the reducer."""
 
