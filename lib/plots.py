@@ -29,7 +29,7 @@ def diagnostics(histories: list[pd.DataFrame], title: str = "") -> plt.Figure:
         (("d_ap_mean", "d_an_mean"), "distance of mined pairs", ("d(a,p)", "d(a,n)")),
         ("grad_norm", "gradient norm", None),
         (("val_recall@1", "val_map@r"), "validation retrieval", ("Recall@1", "MAP@R")),
-        ("val_spread_ratio", "embedding spread ratio", None),
+        (("val_spread_ratio", "val_loss_space_spread_ratio"), "held-out spread ratio", ("evaluated", "loss space")),
     ]
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
     for ax, (cols, name, labels) in zip(axes.flat, panels):

@@ -59,9 +59,9 @@ class Chapter:
         fig.savefig(stem.with_suffix(".svg"), bbox_inches="tight")
         return stem.with_suffix(".png")
 
-    def describe(self) -> str:
+    def describe(self, cfg: RunConfig | None = None) -> str:
         """One line saying what the numbers below are worth, for the top of a notebook."""
-        cfg = self.config()
+        cfg = cfg or self.config()
         return (f"Profile **{self.profile.name}** — {self.profile.description}. "
                 f"{len(self.seeds)} seed(s) {self.seeds}, {cfg.train.epochs} epochs of "
                 f"{cfg.train.steps_per_epoch or 'all'} steps, batch {cfg.train.batch_size}, "

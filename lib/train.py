@@ -27,7 +27,7 @@ import torch.distributed as dist
 from pytorch_metric_learning import samplers
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from pytorch_metric_learning.utils.distributed import DistributedLossWrapper, DistributedMinerWrapper
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from lib import data as data_lib
 from lib import evaluate
@@ -38,9 +38,10 @@ from lib.config import ConfigError, RunConfig, load_profile, parse_assignment
 from lib.models import EmbeddingNet
 
 COLLAPSE_RULE = (
-    "collapsed = spread ratio of the held-out embeddings (mean pairwise distance / "
-    "(2 x RMS norm)) below eval.collapse_threshold (0.05 by default): every image has "
-    "been mapped to nearly the same point. Random unit vectors give ~0.7."
+    "collapsed = the spread ratio (mean pairwise distance / (2 x RMS norm)) of the held-out "
+    "embeddings, in the evaluation space or in the space the loss sees (they differ when a "
+    "projector is dropped at test), is below eval.collapse_threshold (0.05 by default): every "
+    "image has been mapped to nearly the same point. Random unit vectors give ~0.7."
 )
 HIST_BINS = 40
 SAMPLERS = ("m_per_class", "shuffle")
@@ -393,19 +394,27 @@ class Trainer:
             values.append(self.loss_fn(emb, labels, tuples).item())
         return float(np.mean(values))
 
-    def evaluate(self, split: data_lib.Split, final: bool) -> tuple[dict, np.ndarray]:
+    def evaluate(self, split: data_lib.Split, final: bool) -> tuple[dict, np.ndarray, np.ndarray | None]:
+        """Metrics, evaluation embeddings and, when a projector is dropped at test, the
+        embeddings the loss sees (else None)."""
         start = time.perf_counter()
         emb = self.embed(split)
         metrics = evaluate.retrieval_metrics(emb, split.labels, recall_ks=tuple(self.cfg.eval.recall_ks),
                                              nmi=self.cfg.eval.nmi and final)
         spread = evaluate.embedding_spread(emb)
         metrics.update(spread)
-        metrics["collapsed"] = bool(spread["spread_ratio"] < self.cfg.eval.collapse_threshold)
+        metrics["loss_space_spread_ratio"] = spread["spread_ratio"]
+        loss_side = None
+        if self.model.projector is not None and not self.model.projector_at_test:
+            loss_side = self.embed(split, train_side=True)
+            metrics["loss_space_spread_ratio"] = evaluate.embedding_spread(loss_side)["spread_ratio"]
+        worst = min(spread["spread_ratio"], metrics["loss_space_spread_ratio"])
+        metrics["collapsed"] = bool(worst < self.cfg.eval.collapse_threshold)
         metrics["val_loss"] = self.validation_loss(split)
         if final and self.cfg.eval.oneshot:
             metrics["oneshot_accuracy"] = self.oneshot_accuracy()
         metrics["eval_seconds"] = time.perf_counter() - start
-        return metrics, emb
+        return metrics, emb, loss_side
 
     def oneshot_accuracy(self) -> float:
         size = self.cfg.data.image_size if isinstance(self.cfg.data.image_size, int) else 28
@@ -448,7 +457,7 @@ class Trainer:
                 raise
             last = epoch == cfg.train.epochs - 1
             if self.rank == 0 and (last or (epoch + 1) % cfg.eval.every == 0):
-                metrics, _ = self.evaluate(self.splits.val, final=False)
+                metrics, _, _ = self.evaluate(self.splits.val, final=False)
                 record.update({f"val_{k}" if not k.startswith("val_") else k: v for k, v in metrics.items()})
             history.append(record)
             if self.scheduler is not None:
@@ -462,7 +471,7 @@ class Trainer:
                 dist.barrier()
         if self.rank != 0:
             return {}, history, {}
-        metrics, test_emb = self.evaluate(self.splits.test, final=True)
+        metrics, test_emb, test_loss_side = self.evaluate(self.splits.test, final=True)
         final = history[-1] if history else {}
         for key in ("loss", "loss_over_margin", "nonzero_fraction", "d_ap_mean", "d_an_mean", "grad_norm"):
             if key in final:
@@ -471,6 +480,8 @@ class Trainer:
         arrays = {}
         if cfg.eval.save_embeddings:
             arrays = {"test_embeddings": test_emb.astype(np.float32), "test_labels": self.splits.test.labels}
+            if test_loss_side is not None:
+                arrays["test_loss_space_embeddings"] = test_loss_side.astype(np.float32)
         return metrics, history, arrays
 
 
@@ -490,8 +501,13 @@ def _count(tuples) -> float:
     return float(len(tuples[0])) if tuples is not None and len(tuples) else 0.0
 
 
-def run(cfg: RunConfig, *, progress: bool = True, force: bool = False, splits: Splits | None = None) -> RunResult:
-    """Train `cfg` or return its cached result; resumes an interrupted run from its checkpoint."""
+def run(cfg: RunConfig, *, progress: bool | None = None, force: bool = False,
+        splits: Splits | None = None) -> RunResult:
+    """Train `cfg` or return its cached result; resumes an interrupted run from its checkpoint.
+
+    The progress bar shows on a terminal only (None), so executed notebooks stay readable."""
+    if progress is None:
+        progress = sys.stderr.isatty()
     run_dir = RunDir(cfg.to_dict())
     rank, world = _dist_info()
     if run_dir.complete and not force:
