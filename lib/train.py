@@ -329,6 +329,8 @@ class Trainer:
                     f"(lr {self.optimizer.param_groups[0]['lr']:g}); lower optim.lr or set optim.grad_clip")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.world > 1:
+                self._sync_loss_grads()
             diagnose = step % cfg.train.diagnostics_every == 0
             if cfg.optim.grad_clip or diagnose:
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip or math.inf,
@@ -349,6 +351,14 @@ class Trainer:
         if hasattr(self.loss_fn, "beta"):
             summary["beta"] = float(self.loss_fn.beta.detach().float().mean())
         return summary
+
+    def _sync_loss_grads(self) -> None:
+        """Learnable loss parameters (MarginLoss's beta) sit outside DDP. pml's wrapper scales
+        each rank's loss by the world size, so their gradients are averaged and unscaled here."""
+        for p in self.loss_fn.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= self.world**2
 
     def _diagnose(self, stats: EpochStats, emb: torch.Tensor, labels: torch.Tensor, grad_norm) -> None:
         """What the miner picked and what the loss made of it, from the recorder's hooks."""
