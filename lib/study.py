@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -53,11 +52,11 @@ class Chapter:
         """Every setting over the profile's seeds."""
         return {name: self.run_seeds(cfg, **kwargs) for name, cfg in settings.items()}
 
-    def save(self, fig, name: str) -> Path:
+    def save(self, fig, name: str) -> None:
+        """figures/<profile>/<chapter>-<name>.png and .svg; the notebook shows the figure itself."""
         stem = self.figure_dir / f"{self.name}-{name}"
         fig.savefig(stem.with_suffix(".png"), dpi=120, bbox_inches="tight")
         fig.savefig(stem.with_suffix(".svg"), bbox_inches="tight")
-        return stem.with_suffix(".png")
 
     def describe(self, cfg: RunConfig | None = None) -> str:
         """One line saying what the numbers below are worth, for the top of a notebook."""
