@@ -20,7 +20,7 @@ done
 
 bash scripts/setup_env.sh || exit 1
 source scripts/data_env.sh
-export MPLBACKEND=Agg PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1
 py=.venv/bin/python
 # Check the profile before spending minutes on notebooks.
 $py -c "from lib.config import load_profile; load_profile('$profile')" || exit 2

@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup_env.sh
 source scripts/data_env.sh
-export MPLBACKEND=Agg PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1
 .venv/bin/python -m pytest "$@"
 ./run_all.sh --profile smoke
