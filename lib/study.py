@@ -64,7 +64,8 @@ class Chapter:
         return (f"Profile **{self.profile.name}** — {self.profile.description}. "
                 f"{len(self.seeds)} seed(s) {self.seeds}, {cfg.train.epochs} epochs of "
                 f"{cfg.train.steps_per_epoch or 'all'} steps, batch {cfg.train.batch_size}, "
-                f"backbone {cfg.model.backbone}.")
+                f"backbone {cfg.model.backbone} "
+                f"({'ImageNet-pretrained' if cfg.model.pretrained else 'trained from scratch: no pretrained weights offline'}).")
 
 
 @dataclass
