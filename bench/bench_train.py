@@ -10,6 +10,7 @@ Goal: a ratio of at least 0.90.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import numpy as np
@@ -65,12 +66,44 @@ def main() -> None:
         bare_rates.append(bare())
         full_rates.append(full(r + 1))
     b, f = float(np.median(bare_rates)), float(np.median(full_rates))
+    parts = breakdown(trainer, batches, inputs)
     print(f"device {trainer.device}, threads {torch.get_num_threads()}, backbone {cfg.model.backbone}, "
           f"batch {cfg.train.batch_size}, image {tuple(inputs[0].shape[1:])}, "
           f"loss {cfg.loss.name} + {cfg.miner.name}, {args.steps} steps x {args.repeats} repeats (median)")
     print(f"bare forward+backward : {b:8.0f} img/s")
     print(f"full trainer step     : {f:8.0f} img/s")
     print(f"ratio                 : {f / b:8.3f}   (goal >= 0.90)")
+    step_ms = 1000 * cfg.train.batch_size / b
+    print(f"per step, ms          : forward+backward {step_ms:.2f}; " +
+          "; ".join(f"{k} {v:.2f}" for k, v in parts.items()))
+
+
+def breakdown(trainer: Trainer, batches, inputs, repeats: int = 20) -> dict[str, float]:
+    """Milliseconds per step of the trainer's work beyond the bare forward+backward."""
+    split = trainer.splits.train
+    idx = batches[0]
+    images = split.read(idx)
+    extra = None if split.extra_channel is None else torch.from_numpy(split.extra_channel[idx])
+    labels = torch.from_numpy(split.labels[idx]).to(trainer.device)
+    emb = trainer.model(inputs[0]).float().detach()
+    tuples = trainer.miner(emb, labels) if trainer.miner is not None else None
+    emb.requires_grad_(True)
+    trainer.model(inputs[0]).float().sum().backward()
+
+    def ms(fn) -> float:
+        fn()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return 1000 * (time.perf_counter() - start) / repeats
+
+    return {
+        "read+augment": ms(lambda: trainer._prepare(split.read(idx), extra, augment=True)),
+        "miner": ms(lambda: trainer.miner(emb, labels)) if trainer.miner is not None else 0.0,
+        "loss fwd+bwd": ms(lambda: trainer.loss_fn(emb, labels, tuples).backward()),
+        "optimizer step": ms(trainer.optimizer.step),
+        "grad-norm": ms(lambda: torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), math.inf, foreach=True)),
+    }
 
 
 if __name__ == "__main__":
