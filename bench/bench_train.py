@@ -82,7 +82,6 @@ def breakdown(trainer: Trainer, batches, inputs, repeats: int = 20) -> dict[str,
     """Milliseconds per step of the trainer's work beyond the bare forward+backward."""
     split = trainer.splits.train
     idx = batches[0]
-    images = split.read(idx)
     extra = None if split.extra_channel is None else torch.from_numpy(split.extra_channel[idx])
     labels = torch.from_numpy(split.labels[idx]).to(trainer.device)
     emb = trainer.model(inputs[0]).float().detach()

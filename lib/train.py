@@ -33,7 +33,7 @@ from lib import data as data_lib
 from lib import evaluate
 from lib.augment import make_augment
 from lib.cache import RunDir, read_json
-from lib.components import build_distance, build_loss, build_miner, build_optimizer, build_scheduler
+from lib.components import SAMPLERS, build_distance, build_loss, build_miner, build_optimizer, build_scheduler
 from lib.config import ConfigError, RunConfig, load_profile, parse_assignment
 from lib.models import EmbeddingNet
 
@@ -44,7 +44,6 @@ COLLAPSE_RULE = (
     "image has been mapped to nearly the same point. Random unit vectors give ~0.7."
 )
 HIST_BINS = 40
-SAMPLERS = ("m_per_class", "shuffle")
 
 
 class TrainingDiverged(RuntimeError):
@@ -534,10 +533,6 @@ def run(cfg: RunConfig, *, progress: bool | None = None, force: bool = False,
         if rank != 0:
             return RunResult(cfg, run_dir.key, run_dir.path, {}, pd.DataFrame(history))
     return RunResult(cfg, run_dir.key, run_dir.path, metrics, pd.DataFrame(history), arrays or None)
-
-
-def run_seeds(cfg: RunConfig, seeds, **kwargs) -> list[RunResult]:
-    return [run(cfg.with_overrides({"train.seed": int(s)}), **kwargs) for s in seeds]
 
 
 # ---------------------------------------------------------------- CLI
