@@ -52,6 +52,13 @@ echo
 echo "Summary — profile $profile, $(( SECONDS - start_all ))s in all:"
 printf '  %s\n' "${summary[@]}"
 echo "Executed notebooks: $out/   Figures: figures/$profile/"
+# The figure index, also after failures (it lists the failed chapters); a problem writing it is
+# reported but does not change the exit status, which stays the notebooks' verdict.
+if index="$($py -m lib.report "$profile")"; then
+  echo "Figure index: $index"
+else
+  echo "run_all.sh: could not write the figure index (figures/$profile/index.html)" >&2
+fi
 if [ ${#failed[@]} -gt 0 ]; then
   echo "run_all.sh: ${#failed[@]} notebook(s) failed: ${failed[*]}" >&2
   exit 1

@@ -1,13 +1,15 @@
 """Result cache: one folder per run under runs/, keyed by configuration and code.
 
-A run's key hashes its fully resolved configuration and the source of the lib
-modules that train and evaluate (not the plotting code), so an edit that can
-change a number invalidates the cache and an edit to a figure does not.
+A run's key hashes its fully resolved configuration and the code (comments and
+docstrings stripped) of the lib modules that train and evaluate, not the plotting
+code: an edit that can change a number invalidates the cache, while an edit to a
+figure, a comment or a docstring does not.
 Every file is written to a temporary name and renamed into place; `complete.json`
 is written last, so a folder without it is never mistaken for a finished run.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import json
@@ -23,11 +25,24 @@ import torch
 from lib.config import REPO_ROOT
 
 # The modules whose code decides a run's numbers.
-CODE_MODULES = ("augment", "cache", "config", "data", "evaluate", "models", "train")
+CODE_MODULES = ("augment", "cache", "components", "config", "data", "divide", "evaluate", "miners", "models",
+                "train")
 
 
 def runs_dir() -> Path:
     return Path(os.environ.get("METRIC_RUNS", REPO_ROOT / "runs"))
+
+
+def normalized_source(source: str) -> str:
+    """The code of a module without its comments, docstrings and layout, so an edit that
+    only rewords or reformats does not invalidate hours of cached runs."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False)
 
 
 @lru_cache(maxsize=1)
@@ -37,7 +52,7 @@ def code_hash() -> str:
     for module in CODE_MODULES:
         path = lib_dir / f"{module}.py"
         h.update(module.encode())
-        h.update(path.read_bytes() if path.exists() else b"")
+        h.update(normalized_source(path.read_text()).encode() if path.exists() else b"")
     return h.hexdigest()[:12]
 
 

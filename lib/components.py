@@ -11,6 +11,7 @@ import torch
 from pytorch_metric_learning import distances, losses, miners
 
 from lib.config import ConfigError, RunConfig
+from lib.miners import STUDY_MINERS
 
 def _classes(module, base) -> dict[str, type]:
     return {n: c for n, c in vars(module).items()
@@ -18,7 +19,7 @@ def _classes(module, base) -> dict[str, type]:
 
 
 LOSSES = _classes(losses, losses.BaseMetricLossFunction)
-MINERS = _classes(miners, miners.BaseMiner)
+MINERS = {**_classes(miners, miners.BaseMiner), **STUDY_MINERS}
 DISTANCES = _classes(distances, distances.BaseDistance)
 OPTIMIZERS = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW, "SGD": torch.optim.SGD}
 SCHEDULERS = ("step", "cosine", "plateau")

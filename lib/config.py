@@ -129,6 +129,18 @@ class EvalConfig:
 
 
 @dataclass
+class DivideConfig:
+    """Divide and Conquer (Sanakoyeu et al., CVPR 2019); clusters = 1 is ordinary training."""
+
+    clusters: int = 1  # K learners, each on a contiguous d/K slice of the embedding
+    recluster_every: int = 2  # M: epochs between k-means re-clusterings
+    finetune_epochs: int = 0  # the last epochs train the whole embedding as one learner
+    features: str = "embedding"  # cluster on "embedding" (the paper) or "backbone" features (the authors' code)
+    kmeans_restarts: int = 5
+    kmeans_iterations: int = 20
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -139,6 +151,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    divide: DivideConfig = field(default_factory=DivideConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

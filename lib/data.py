@@ -324,7 +324,8 @@ def _decode(
                 img.paste(fitted, ((width - fitted.width) // 2, (height - fitted.height) // 2))
             else:
                 scale = max(width / w, height / h)
-                crop_w, crop_h = width / scale, height / scale
+                # width / (width / w) can round to just above w: a negative box PIL refuses
+                crop_w, crop_h = min(w, width / scale), min(h, height / scale)
                 box = ((w - crop_w) / 2, (h - crop_h) / 2, (w + crop_w) / 2, (h + crop_h) / 2)
                 img = img.resize((width, height), Image.Resampling.BILINEAR, box=box)
     except FileNotFoundError as e:

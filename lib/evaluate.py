@@ -14,6 +14,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 __all__ = [
     "embedding_spread",
+    "kmeans",
     "knn",
     "map_at_k",
     "map_at_k_per_identity",
@@ -57,6 +58,8 @@ def _knn_batches(
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield (first query row, squared distances, indices) for consecutive batches of query rows."""
     index = faiss.IndexFlatL2(database.shape[1])
+    if _gpu_resources() is not None:
+        index = faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)
     index.add(database)
     k_search = int(k) + 1 if exclude_self else int(k)
     step = _batch_rows(k_search)
@@ -91,21 +94,43 @@ def knn(
     return distances, np.concatenate(idx_parts)
 
 
-def _nmi(x: np.ndarray, labels: np.ndarray, n_clusters: int, seed: int) -> float:
-    kmeans = faiss.Kmeans(
+def _gpu_resources():
+    """faiss's GPU resources when a faiss-gpu build and a GPU are present (paper scale), else None."""
+    global _GPU_RESOURCES
+    if _GPU_RESOURCES is None and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        _GPU_RESOURCES = faiss.StandardGpuResources()
+    return _GPU_RESOURCES
+
+
+_GPU_RESOURCES = None
+
+
+def kmeans(x: np.ndarray, n_clusters: int, *, restarts: int = _KMEANS_NREDO, iterations: int = _KMEANS_NITER,
+           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """faiss k-means on every point (no sub-sampling), best of `restarts`: (assignment, centroids)."""
+    x = _as_f32(x, "features")
+    if not 1 <= n_clusters <= len(x):
+        raise ValueError(f"cannot make {n_clusters} clusters of {len(x)} points")
+    km = faiss.Kmeans(
         x.shape[1],
         n_clusters,
-        niter=_KMEANS_NITER,
-        nredo=_KMEANS_NREDO,
+        niter=iterations,
+        nredo=restarts,
         seed=seed,
         # faiss otherwise trains on a random subset of 256 points per centroid and warns below 39.
         max_points_per_centroid=len(x),
         min_points_per_centroid=1,
+        gpu=_gpu_resources() is not None,
         verbose=False,
     )
-    kmeans.train(x)
-    _, assignment = kmeans.index.search(x, 1)
-    return float(normalized_mutual_info_score(labels, assignment[:, 0]))
+    km.train(x)
+    _, assignment = km.index.search(x, 1)
+    return assignment[:, 0].astype(np.int64), km.centroids.copy()
+
+
+def _nmi(x: np.ndarray, labels: np.ndarray, n_clusters: int, seed: int) -> float:
+    assignment, _ = kmeans(x, n_clusters, seed=seed)
+    return float(normalized_mutual_info_score(labels, assignment))
 
 
 def retrieval_metrics(

@@ -53,6 +53,21 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class SlicedHead(nn.Module):
+    """A linear embedding layer stored as K independent slices of d/K outputs (Divide and
+    Conquer): a learner that computes only its slice leaves the other slices' parameters
+    without gradients, so the optimiser does not move them, momentum included."""
+
+    def __init__(self, width: int, dim: int, slices: int):
+        super().__init__()
+        self.slices = nn.ModuleList(nn.Linear(width, dim // slices) for _ in range(slices))
+
+    def forward(self, features: torch.Tensor, learner: int | None = None) -> torch.Tensor:
+        if learner is not None:
+            return self.slices[learner](features)
+        return torch.cat([s(features) for s in self.slices], dim=1)
+
+
 class EmbeddingNet(nn.Module):
     """backbone -> (linear head to d) -> (projector MLP).
 
@@ -61,19 +76,24 @@ class EmbeddingNet(nn.Module):
     `projector_at_test` (the blog trained through a projector and dropped it at test).
     """
 
-    def __init__(self, cfg: ModelConfig, in_chans: int):
+    def __init__(self, cfg: ModelConfig, in_chans: int, slices: int = 1):
         super().__init__()
         self.backbone = make_backbone(cfg.backbone, in_chans, cfg.pretrained, cfg.drop_rate)
         width = self.backbone.num_features
-        self.head = nn.Linear(width, cfg.embedding_dim) if cfg.embedding_dim else nn.Identity()
+        if slices > 1:
+            self.head = SlicedHead(width, cfg.embedding_dim, slices)
+        else:
+            self.head = nn.Linear(width, cfg.embedding_dim) if cfg.embedding_dim else nn.Identity()
         width = cfg.embedding_dim or width
         self.projector = _mlp([width, *cfg.projector]) if cfg.projector else None
         self.projector_at_test = cfg.projector_at_test
         self.normalize = cfg.normalize
         self.eval_dim = cfg.projector[-1] if cfg.projector and cfg.projector_at_test else width
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.head(self.backbone(x))
+    def forward(self, x: torch.Tensor, learner: int | None = None) -> torch.Tensor:
+        """What the loss sees; with a `learner`, only that slice of a SlicedHead."""
+        features = self.backbone(x)
+        z = self.head(features, learner) if learner is not None else self.head(features)
         return self.projector(z) if self.projector is not None else z
 
     @torch.no_grad()

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from lib import train
+from lib.cache import write_json
 from lib.config import REPO_ROOT, Profile, RunConfig, load_profile
 
 
@@ -52,11 +53,14 @@ class Chapter:
         """Every setting over the profile's seeds."""
         return {name: self.run_seeds(cfg, **kwargs) for name, cfg in settings.items()}
 
-    def save(self, fig, name: str) -> None:
-        """figures/<profile>/<chapter>-<name>.png and .svg; the notebook shows the figure itself."""
+    def save(self, fig, name: str, caption: str = "") -> None:
+        """figures/<profile>/<chapter>-<name>.png and .svg, and a .json with the one-line caption
+        the figure index shows; the notebook shows the figure itself."""
         stem = self.figure_dir / f"{self.name}-{name}"
         fig.savefig(stem.with_suffix(".png"), dpi=120, bbox_inches="tight")
         fig.savefig(stem.with_suffix(".svg"), bbox_inches="tight")
+        write_json(stem.with_suffix(".json"), {"chapter": self.name, "figure": name, "caption": caption,
+                                               "profile": self.profile.name})
 
     def describe(self, cfg: RunConfig | None = None) -> str:
         """One line saying what the numbers below are worth, for the top of a notebook."""

@@ -30,7 +30,7 @@ from pytorch_metric_learning.utils.distributed import DistributedLossWrapper, Di
 from tqdm import tqdm
 
 from lib import data as data_lib
-from lib import evaluate
+from lib import divide, evaluate
 from lib.augment import make_augment
 from lib.cache import RunDir, read_json
 from lib.components import SAMPLERS, build_distance, build_loss, build_miner, build_optimizer, build_scheduler
@@ -177,10 +177,10 @@ class EpochStats:
 class _Recorder:
     """Forward hooks that copy what the miner mined and the per-tuple losses of the reducer."""
 
-    def __init__(self, loss_fn, miner):
+    def __init__(self, loss_fns, miner):
         self.tuples = None
         self.per_tuple: list[torch.Tensor] = []
-        self.handles = [loss_fn.reducer.register_forward_pre_hook(self._on_reduce)]
+        self.handles = [fn.reducer.register_forward_pre_hook(self._on_reduce) for fn in loss_fns]
         if miner is not None:
             self.handles.append(miner.register_forward_hook(self._on_mine))
         self.mined_embeddings = self.mined_labels = None
@@ -257,21 +257,29 @@ class Trainer:
         self.cuda = self.device.type == "cuda"
         self.progress = progress and self.rank == 0
         self.splits = splits or load_splits(cfg)
+        divide.check(cfg)
         _seed_everything(cfg.train.seed)
-        self.model = EmbeddingNet(cfg.model, self.splits.in_chans).to(self.device)
+        self.model = EmbeddingNet(cfg.model, self.splits.in_chans, slices=cfg.divide.clusters).to(self.device)
         if self.cuda and cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.distance = build_distance(cfg)
-        self.loss_fn = build_loss(cfg, self.distance).to(self.device)
+        self.loss_fn = build_loss(cfg, self.distance).to(self.device)  # the whole embedding's
+        # Divide and Conquer: one loss instance per learner (each its own MarginLoss beta).
+        self.learner_losses = torch.nn.ModuleList(
+            build_loss(cfg, self.distance) for _ in range(cfg.divide.clusters if cfg.divide.clusters > 1 else 0)
+        ).to(self.device)
         self.miner = build_miner(cfg, self.distance)
-        self.optimizer = build_optimizer(cfg, self.model, self.loss_fn)
+        self.optimizer = build_optimizer(cfg, self.model, torch.nn.ModuleList([self.loss_fn, *self.learner_losses]))
         self.scheduler = build_scheduler(cfg, self.optimizer)
-        self.recorder = _Recorder(self.loss_fn, self.miner)
-        self.train_model, self.train_loss, self.train_miner = self.model, self.loss_fn, self.miner
+        self.recorder = _Recorder([self.loss_fn, *self.learner_losses], self.miner)
+        self.assignment: np.ndarray | None = None  # training image -> learner, while dividing
+        self.train_model, self.train_miner = self.model, self.miner
+        self.train_losses = [self.loss_fn, *self.learner_losses]  # index 0: whole embedding; k + 1: learner k
         if self.world > 1:
             ids = [self.device.index] if self.cuda else None
-            self.train_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-            self.train_loss = DistributedLossWrapper(self.loss_fn)
+            self.train_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids, find_unused_parameters=cfg.divide.clusters > 1)
+            self.train_losses = [DistributedLossWrapper(fn) for fn in self.train_losses]
             self.train_miner = DistributedMinerWrapper(self.miner) if self.miner is not None else None
         if cfg.train.compile:
             self.train_model = torch.compile(self.train_model)
@@ -304,7 +312,12 @@ class Trainer:
         cfg = self.cfg
         _seed_everything(cfg.train.seed * 100_003 + epoch)
         self.generator.manual_seed(cfg.train.seed * 100_003 + epoch)
-        batches = make_batches(cfg, self.splits.train.labels, self.steps)
+        clustering = self.recluster(epoch) if divide.reclusters_at(cfg, epoch) else {}
+        if epoch < divide.divided_epochs(cfg):
+            learners, batches = zip(*divide.learner_batches(cfg, self.splits.train.labels, self.assignment, self.steps))
+        else:
+            batches = make_batches(cfg, self.splits.train.labels, self.steps)
+            learners = [None] * len(batches)
         if self.world > 1:
             batches = [np.array_split(b, self.world)[self.rank] for b in batches]
         stats = EpochStats(self.hist_max)
@@ -313,15 +326,15 @@ class Trainer:
         loader = iterate_batches(self.splits.train, batches, cfg.train.num_workers, self.cuda)
         bar = tqdm(loader, total=len(batches), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
                    disable=not self.progress, leave=False)
-        for step, (images, extra, labels) in enumerate(bar):
+        for step, ((images, extra, labels), learner) in enumerate(zip(bar, learners)):
             x = self._prepare(images, extra, augment=True)
             labels = labels.to(self.device)
             self.recorder.reset()
             with self._autocast():
-                emb = self.train_model(x)
+                emb = self.train_model(x) if learner is None else self.train_model(x, learner)
             emb = emb.float()
             tuples = self.train_miner(emb, labels) if self.train_miner is not None else None
-            loss = self.train_loss(emb, labels, tuples)
+            loss = self.train_losses[0 if learner is None else learner + 1](emb, labels, tuples)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
@@ -344,7 +357,7 @@ class Trainer:
         elapsed = time.perf_counter() - start
         summary = stats.summary()
         summary.update(epoch=epoch + 1, lr=self.optimizer.param_groups[0]["lr"],
-                       train_seconds=elapsed, images_per_second=seen * self.world / elapsed)
+                       train_seconds=elapsed, images_per_second=seen * self.world / elapsed, **clustering)
         if self.margin is not None:
             summary["loss_over_margin"] = summary["loss"] / float(self.margin)
         if hasattr(self.loss_fn, "beta"):
@@ -353,11 +366,38 @@ class Trainer:
 
     def _sync_loss_grads(self) -> None:
         """Learnable loss parameters (MarginLoss's beta) sit outside DDP. pml's wrapper scales
-        each rank's loss by the world size, so their gradients are averaged and unscaled here."""
-        for p in self.loss_fn.parameters():
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
-                p.grad /= self.world**2
+        each rank's loss by the world size, so their gradients are averaged and unscaled here.
+        Every rank trains the same learner at a step, so the same parameters have gradients."""
+        for fn in (self.loss_fn, *self.learner_losses):
+            for p in fn.parameters():
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= self.world**2
+
+    def recluster(self, epoch: int) -> dict:
+        """k-means the training images into the learners' clusters, keeping each learner's data
+        as far as possible (Hungarian matching); what changed goes into the epoch's history."""
+        cfg, start = self.cfg, time.perf_counter()
+        labels = self.splits.train.labels
+        if self.rank == 0:
+            features = self.embed(self.splits.train, space="backbone" if cfg.divide.features == "backbone" else "eval")
+            new = divide.cluster(features, cfg.divide.clusters, restarts=cfg.divide.kmeans_restarts,
+                                 iterations=cfg.divide.kmeans_iterations, seed=cfg.train.seed * 1000 + epoch)
+            new = divide.match_to_learners(self.assignment, divide.drop_singletons(new, labels), cfg.divide.clusters)
+        else:
+            new = np.empty(len(labels), dtype=np.int64)
+        if self.world > 1:  # every rank must train the same learners on the same data
+            shared = torch.from_numpy(new).to(self.device)
+            dist.broadcast(shared, src=0)
+            new = shared.cpu().numpy()
+        record = {"cluster_seconds": time.perf_counter() - start,
+                  "cluster_sizes": np.bincount(new[new >= 0], minlength=cfg.divide.clusters).tolist(),
+                  "cluster_dropped": int((new < 0).sum())}
+        if self.assignment is not None:
+            record["cluster_kept_fraction"] = divide.kept_fraction(self.assignment, new)
+            record["cluster_contingency"] = divide.contingency(self.assignment, new, cfg.divide.clusters).tolist()
+        self.assignment = new
+        return record
 
     def _diagnose(self, stats: EpochStats, emb: torch.Tensor, labels: torch.Tensor, grad_norm) -> None:
         """What the miner picked and what the loss made of it, from the recorder's hooks."""
@@ -366,13 +406,17 @@ class Trainer:
         stats.add(grad_norm=grad_norm.item(),
                   nonzero_fraction=(per_tuple > 0).float().mean().item() if per_tuple.numel() else 0.0,
                   tuples=_count(rec.tuples) if self.train_miner is not None else math.nan)
+        if hasattr(self.miner, "zero_weight_fraction"):  # lib.miners.WuDistanceWeightedMiner
+            stats.add(zero_weight_fraction=self.miner.zero_weight_fraction)
         mined_emb = rec.mined_embeddings if rec.mined_embeddings is not None else emb
         mined_labels = rec.mined_labels if rec.mined_labels is not None else labels
         stats.add_distances(self.distance, mined_emb, mined_labels, rec.tuples)
 
     @torch.no_grad()
-    def embed(self, split: data_lib.Split, train_side: bool = False) -> np.ndarray:
-        """Evaluation embeddings of a split (or, with train_side, what the loss sees)."""
+    def embed(self, split: data_lib.Split, space: str = "eval") -> np.ndarray:
+        """Embeddings of a split: "eval" (what is evaluated), "loss" (what the loss sees) or
+        "backbone" (the pooled features before the embedding layer)."""
+        forward = {"eval": self.model.embed, "loss": self.model, "backbone": self.model.backbone}[space]
         self.model.eval()
         bs = self.cfg.eval.batch_size
         batches = [np.arange(i, min(i + bs, len(split))) for i in range(0, len(split), bs)]
@@ -380,7 +424,7 @@ class Trainer:
         for images, extra, _ in iterate_batches(split, batches, self.cfg.train.num_workers, self.cuda):
             x = self._prepare(images, extra, augment=False)
             with self._autocast():
-                z = self.model(x) if train_side else self.model.embed(x)
+                z = forward(x)
             out.append(z.float().cpu())
         return torch.cat(out).numpy()
 
@@ -415,7 +459,7 @@ class Trainer:
         metrics["loss_space_spread_ratio"] = spread["spread_ratio"]
         loss_side = None
         if self.model.projector is not None and not self.model.projector_at_test:
-            loss_side = self.embed(split, train_side=True)
+            loss_side = self.embed(split, space="loss")
             metrics["loss_space_spread_ratio"] = evaluate.embedding_spread(loss_side)["spread_ratio"]
         worst = min(spread["spread_ratio"], metrics["loss_space_spread_ratio"])
         metrics["collapsed"] = bool(worst < self.cfg.eval.collapse_threshold)
@@ -441,12 +485,15 @@ class Trainer:
 
     def state(self, epoch: int, history: list[dict]) -> dict:
         return {"epoch": epoch, "history": history, "model": self.model.state_dict(),
-                "loss": self.loss_fn.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "loss": self.loss_fn.state_dict(), "learner_losses": self.learner_losses.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "assignment": self.assignment,
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None}
 
     def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.loss_fn.load_state_dict(state["loss"])
+        self.learner_losses.load_state_dict(state["learner_losses"])
+        self.assignment = state["assignment"]
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler and state["scheduler"]:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -491,6 +538,11 @@ class Trainer:
             arrays = {"test_embeddings": test_emb.astype(np.float32), "test_labels": self.splits.test.labels}
             if test_loss_side is not None:
                 arrays["test_loss_space_embeddings"] = test_loss_side.astype(np.float32)
+            if self.assignment is not None:  # what each learner trained on, for a map coloured by learner
+                sample = np.random.default_rng(0).permutation(len(self.splits.train))[:2000]
+                arrays["train_sample_embeddings"] = self.embed(self.splits.train.subset(sample)).astype(np.float32)
+                arrays["train_sample_learner"] = self.assignment[sample]
+                arrays["train_sample_labels"] = self.splits.train.labels[sample]
         return metrics, history, arrays
 
 

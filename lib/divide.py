@@ -1,0 +1,128 @@
+"""Divide and Conquer the Embedding Space (Sanakoyeu, Tschernezki, Büchler, Ommer, CVPR 2019).
+
+The training data is split into K clusters with k-means; the embedding's last layer is
+split into K contiguous slices of d/K dimensions (`lib.models.SlicedHead`); learner k sees
+batches drawn from cluster k only and its loss sees only slice k, each slice L2-normalised
+on its own. Every M epochs the data are re-clustered and the new clusters are matched to
+the learners with the Hungarian algorithm, so each learner keeps most of its data. The
+last `finetune_epochs` train the whole embedding as a single learner. The trainer
+(`lib.train.Trainer`) calls these functions; evaluation always uses the full embedding.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pytorch_metric_learning import samplers
+from scipy.optimize import linear_sum_assignment
+
+from lib.config import ConfigError, RunConfig
+from lib.evaluate import kmeans
+
+DROPPED = -1  # assignment of an image whose class has a single image in its cluster
+
+
+def check(cfg: RunConfig) -> None:
+    """The configurations D&C cannot run, with how to fix them."""
+    k = cfg.divide.clusters
+    if k < 1:
+        raise ConfigError(f"divide.clusters must be at least 1, got {k}")
+    if k == 1:
+        return
+    d = cfg.model.embedding_dim
+    if not d or d % k:
+        raise ConfigError(f"divide.clusters ({k}) must divide model.embedding_dim ({d}): each learner owns d/K dimensions")
+    if cfg.model.projector:
+        raise ConfigError("divide.clusters > 1 splits the embedding layer; it cannot be combined with model.projector")
+    if cfg.divide.features not in ("embedding", "backbone"):
+        raise ConfigError(f"divide.features must be 'embedding' or 'backbone', got {cfg.divide.features!r}")
+    if cfg.divide.recluster_every < 1:
+        raise ConfigError(f"divide.recluster_every must be at least 1, got {cfg.divide.recluster_every}")
+    if not 0 <= cfg.divide.finetune_epochs <= cfg.train.epochs:
+        raise ConfigError(f"divide.finetune_epochs must be in [0, train.epochs={cfg.train.epochs}]")
+
+
+def divided_epochs(cfg: RunConfig) -> int:
+    """Epochs trained with K learners; the rest train the full embedding."""
+    return 0 if cfg.divide.clusters == 1 else cfg.train.epochs - cfg.divide.finetune_epochs
+
+
+def reclusters_at(cfg: RunConfig, epoch: int) -> bool:
+    return epoch < divided_epochs(cfg) and epoch % cfg.divide.recluster_every == 0
+
+
+def cluster(features: np.ndarray, k: int, *, restarts: int, iterations: int, seed: int) -> np.ndarray:
+    """k-means cluster of every image (all points used, best of `restarts`)."""
+    assignment, _ = kmeans(features, k, restarts=restarts, iterations=iterations, seed=seed)
+    return assignment
+
+
+def contingency(previous: np.ndarray, new: np.ndarray, k: int) -> np.ndarray:
+    """counts[i, j]: images in previous cluster i and new cluster j (dropped images left out)."""
+    keep = (previous >= 0) & (new >= 0)
+    return np.bincount(previous[keep] * k + new[keep], minlength=k * k).reshape(k, k)
+
+
+def match_to_learners(previous: np.ndarray | None, new: np.ndarray, k: int) -> np.ndarray:
+    """Relabel `new` clusters so that learner i gets the new cluster sharing most images with
+    its previous cluster (Hungarian algorithm on the contingency table)."""
+    if previous is None:
+        return new
+    counts = contingency(previous, new, k)
+    learners, clusters = linear_sum_assignment(counts, maximize=True)
+    relabel = np.empty(k, dtype=np.int64)
+    relabel[clusters] = learners
+    out = new.copy()
+    out[new >= 0] = relabel[new[new >= 0]]
+    return out
+
+
+def drop_singletons(assignment: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Images whose class has a single image inside their cluster cannot form a positive pair there."""
+    out = assignment.copy()
+    pairs = np.stack([assignment, labels], axis=1)
+    _, inverse, counts = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
+    out[counts[inverse.ravel()] < 2] = DROPPED
+    return out
+
+
+def kept_fraction(previous: np.ndarray, new: np.ndarray) -> float:
+    """Share of images that stay with the same learner across a re-clustering."""
+    both = (previous >= 0) & (new >= 0)
+    return float((previous[both] == new[both]).mean()) if both.any() else math.nan
+
+
+def learner_batches(cfg: RunConfig, labels: np.ndarray, assignment: np.ndarray, steps: int) -> list[tuple[int, np.ndarray]]:
+    """One epoch of (learner, batch indices): each step's learner is drawn in proportion to
+    its cluster's size, and its batch is drawn from that cluster with the run's sampler.
+    Uses numpy's global RNG, which the trainer seeds per epoch (so a resumed run is identical)."""
+    k = cfg.divide.clusters
+    sizes = np.bincount(assignment[assignment >= 0], minlength=k).astype(float)
+    if sizes.sum() == 0:
+        raise RuntimeError("every cluster is empty after dropping single-image classes; use fewer clusters")
+    learners = np.random.choice(k, size=steps, p=sizes / sizes.sum())
+    batches: list[tuple[int, np.ndarray]] = [None] * steps  # type: ignore[list-item]
+    for learner in range(k):
+        slots = np.flatnonzero(learners == learner)
+        if not len(slots):
+            continue
+        members = np.flatnonzero(assignment == learner)
+        for slot, batch in zip(slots, _cluster_batches(cfg, labels[members], len(slots))):
+            batches[slot] = (learner, members[batch])
+    return batches
+
+
+def _cluster_batches(cfg: RunConfig, labels: np.ndarray, steps: int) -> list[np.ndarray]:
+    """Batches inside one cluster. A cluster with too few classes for a full m-per-class
+    batch gets smaller batches (every class it has, m images each) rather than none."""
+    bs = cfg.train.batch_size
+    if cfg.sampler.name == "m_per_class":
+        m = cfg.sampler.m
+        bs = min(bs, m * len(np.unique(labels)))
+        sampler = samplers.MPerClassSampler(labels, m=m, batch_size=bs, length_before_new_iter=steps * bs)
+        order = np.fromiter(iter(sampler), dtype=np.int64)
+    else:
+        bs = min(bs, len(labels))
+        reps = math.ceil(steps * bs / len(labels))
+        order = np.concatenate([np.random.permutation(len(labels)) for _ in range(reps)])
+    return [order[i * bs:(i + 1) * bs] for i in range(steps)]

@@ -1,0 +1,130 @@
+"""Divide and Conquer: sliced embedding layer, k-means clusters matched to learners, the final
+full-embedding phase, and a real (tiny) run through the trainer."""
+import numpy as np
+import pytest
+import torch
+
+from lib import divide, train
+from lib.config import ConfigError, ModelConfig, load_profile
+from lib.models import EmbeddingNet
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRIC_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def tiny_dnc(**dotted):
+    cfg = load_profile("smoke").run_config(
+        "omniglot", train__steps_per_epoch=3, train__epochs=3, eval__oneshot=False, eval__nmi=False,
+        divide__clusters=4, divide__recluster_every=1, divide__finetune_epochs=1, divide__kmeans_restarts=1)
+    return cfg.with_overrides({k.replace("__", "."): v for k, v in dotted.items()})
+
+
+def head_slices(model):
+    return [torch.cat([s.weight.detach().flatten(), s.bias.detach()]).clone() for s in model.head.slices]
+
+
+def test_gradients_reach_only_the_active_slice():
+    model = EmbeddingNet(ModelConfig(backbone="convnet", embedding_dim=16), in_chans=1, slices=4)
+    out = model(torch.randn(6, 1, 28, 28), learner=2)
+    assert out.shape == (6, 4)
+    out.pow(2).sum().backward()
+    grads = [s.weight.grad for s in model.head.slices]
+    assert grads[2] is not None and grads[2].abs().sum() > 0
+    assert all(g is None for i, g in enumerate(grads) if i != 2)
+    assert all(p.grad is not None for p in model.backbone.parameters() if p.requires_grad)
+    # evaluation uses the whole concatenated embedding, normalised
+    z = model.embed(torch.randn(3, 1, 28, 28))
+    assert z.shape == (3, 16) and torch.allclose(z.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_an_adam_step_moves_only_the_active_learner(runs):
+    trainer = train.Trainer(tiny_dnc(train__steps_per_epoch=1), progress=False)
+    before = head_slices(trainer.model)
+    record = trainer.train_epoch(0)  # one step: one learner
+    after = head_slices(trainer.model)
+    moved = [not torch.equal(b, a) for b, a in zip(before, after)]
+    assert sum(moved) == 1
+    assert record["cluster_sizes"] and sum(record["cluster_sizes"]) + record["cluster_dropped"] == len(trainer.splits.train)
+
+
+def test_final_phase_trains_the_whole_embedding(runs):
+    cfg = tiny_dnc(train__steps_per_epoch=1, train__epochs=2, divide__finetune_epochs=1)
+    trainer = train.Trainer(cfg, progress=False)
+    trainer.train_epoch(0)
+    before = head_slices(trainer.model)
+    record = trainer.train_epoch(1)  # the last epoch: K = 1 on the full embedding
+    after = head_slices(trainer.model)
+    assert all(not torch.equal(b, a) for b, a in zip(before, after))
+    assert "cluster_sizes" not in record
+
+
+def test_hungarian_matching_keeps_each_learner_on_its_data():
+    rng = np.random.default_rng(0)
+    previous = rng.integers(0, 4, size=1000)
+    permutation = np.array([2, 0, 3, 1])
+    new = permutation[previous]
+    noisy = new.copy()
+    flip = rng.random(1000) < 0.1
+    noisy[flip] = rng.integers(0, 4, size=flip.sum())
+    matched = divide.match_to_learners(previous, noisy, 4)
+    assert divide.kept_fraction(previous, matched) > 0.9
+    assert divide.kept_fraction(previous, noisy) < 0.5  # without matching, learners would swap data
+    np.testing.assert_array_equal(divide.match_to_learners(previous, new, 4), previous)
+    assert divide.match_to_learners(None, new, 4) is new
+
+
+def test_hungarian_is_optimal_not_greedy():
+    # Greedy (largest overlap first) would give learner 0 the new cluster 0 (overlap 50) and leave
+    # learner 1 with new cluster 1 (overlap 0): total 50. The optimum swaps them: 40 + 40 = 80.
+    previous = np.array([0] * 90 + [1] * 40)
+    new = np.array([0] * 50 + [1] * 40 + [0] * 40)
+    matched = divide.match_to_learners(previous, new, 2)
+    assert divide.contingency(previous, matched, 2).trace() == 80
+
+
+def test_single_image_classes_are_dropped_from_their_cluster():
+    assignment = np.array([0, 0, 0, 1, 1, 1])
+    labels = np.array([5, 5, 7, 7, 7, 9])
+    out = divide.drop_singletons(assignment, labels)
+    np.testing.assert_array_equal(out, [0, 0, divide.DROPPED, 1, 1, divide.DROPPED])
+
+
+def test_learner_batches_stay_inside_their_cluster(runs):
+    cfg = tiny_dnc()
+    labels = np.repeat(np.arange(40), 5)
+    assignment = divide.drop_singletons(labels % 4, labels)
+    np.random.seed(0)
+    batches = divide.learner_batches(cfg, labels, assignment, 12)
+    assert len(batches) == 12
+    for learner, idx in batches:
+        assert (assignment[idx] == learner).all()
+        assert len(idx) == cfg.train.batch_size
+
+
+def test_dnc_run_end_to_end_and_resume_restores_the_clusters(runs):
+    cfg = tiny_dnc()
+    result = train.run(cfg, progress=False)
+    h = result.history
+    assert h.cluster_sizes.notna().tolist() == [True, True, False]  # re-clustered at epochs 1, 2; then full phase
+    assert 0 <= h.cluster_kept_fraction.iloc[1] <= 1
+    assert result.arrays["test_embeddings"].shape[1] == cfg.model.embedding_dim
+    assert set(np.unique(result.arrays["train_sample_learner"])) <= {-1, 0, 1, 2, 3}
+    trainer = train.Trainer(cfg, progress=False)
+    state = torch.load(result.path / "checkpoint.pt", weights_only=False)
+    trainer.restore(state)
+    np.testing.assert_array_equal(trainer.assignment, state["assignment"])
+
+
+@pytest.mark.parametrize("dotted, message", [
+    ({"divide.clusters": 3}, "must divide model.embedding_dim"),
+    ({"divide.clusters": 2, "model.projector": [32]}, "cannot be combined with model.projector"),
+    ({"divide.clusters": 2, "divide.features": "pixels"}, "'embedding' or 'backbone'"),
+    ({"divide.clusters": 2, "divide.finetune_epochs": 99}, "finetune_epochs"),
+])
+def test_impossible_settings_say_why(dotted, message):
+    cfg = load_profile("smoke").run_config("omniglot").with_overrides(dotted)
+    with pytest.raises(ConfigError, match=message):
+        divide.check(cfg)
