@@ -11,9 +11,9 @@ last `finetune_epochs` train the whole embedding as a single learner. The traine
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
-from pytorch_metric_learning import samplers
 from scipy.optimize import linear_sum_assignment
 
 from lib.config import ConfigError, RunConfig
@@ -92,10 +92,12 @@ def kept_fraction(previous: np.ndarray, new: np.ndarray) -> float:
     return float((previous[both] == new[both]).mean()) if both.any() else math.nan
 
 
-def learner_batches(cfg: RunConfig, labels: np.ndarray, assignment: np.ndarray, steps: int) -> list[tuple[int, np.ndarray]]:
+def learner_batches(cfg: RunConfig, labels: np.ndarray, assignment: np.ndarray, steps: int,
+                    make_batches: Callable[[RunConfig, np.ndarray, int], list[np.ndarray]]) -> list[tuple[int, np.ndarray]]:
     """One epoch of (learner, batch indices): each step's learner is drawn in proportion to
-    its cluster's size, and its batch is drawn from that cluster with the run's sampler.
-    Uses numpy's global RNG, which the trainer seeds per epoch (so a resumed run is identical)."""
+    its cluster's size, and its batch is drawn from that cluster by the run's sampler
+    (`make_batches`, lib.train's). Uses numpy's global RNG, which the trainer seeds per
+    epoch, so a resumed run is identical."""
     k = cfg.divide.clusters
     sizes = np.bincount(assignment[assignment >= 0], minlength=k).astype(float)
     if sizes.sum() == 0:
@@ -107,22 +109,6 @@ def learner_batches(cfg: RunConfig, labels: np.ndarray, assignment: np.ndarray, 
         if not len(slots):
             continue
         members = np.flatnonzero(assignment == learner)
-        for slot, batch in zip(slots, _cluster_batches(cfg, labels[members], len(slots))):
+        for slot, batch in zip(slots, make_batches(cfg, labels[members], len(slots))):
             batches[slot] = (learner, members[batch])
     return batches
-
-
-def _cluster_batches(cfg: RunConfig, labels: np.ndarray, steps: int) -> list[np.ndarray]:
-    """Batches inside one cluster. A cluster with too few classes for a full m-per-class
-    batch gets smaller batches (every class it has, m images each) rather than none."""
-    bs = cfg.train.batch_size
-    if cfg.sampler.name == "m_per_class":
-        m = cfg.sampler.m
-        bs = min(bs, m * len(np.unique(labels)))
-        sampler = samplers.MPerClassSampler(labels, m=m, batch_size=bs, length_before_new_iter=steps * bs)
-        order = np.fromiter(iter(sampler), dtype=np.int64)
-    else:
-        bs = min(bs, len(labels))
-        reps = math.ceil(steps * bs / len(labels))
-        order = np.concatenate([np.random.permutation(len(labels)) for _ in range(reps)])
-    return [order[i * bs:(i + 1) * bs] for i in range(steps)]

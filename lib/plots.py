@@ -85,3 +85,27 @@ def tsne(embeddings: np.ndarray, labels: np.ndarray, ax, *, max_points: int = 80
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=10)
+
+
+def seed_dots(results: dict[str, list], metric: str, ax, scale: float = 100.0, order: list[str] | None = None) -> None:
+    """One row per setting: every seed as a dot, the mean ± sd in red (a single seed is not a finding)."""
+    names = order or list(results)
+    for y, name in enumerate(names):
+        values = np.array([r.metrics.get(metric, np.nan) for r in results[name]], dtype=float) * scale
+        ax.scatter(values, [y] * len(values), color="C0", alpha=0.5, s=18)
+        finite = values[np.isfinite(values)]
+        if len(finite):
+            ax.errorbar(finite.mean(), y, xerr=finite.std(ddof=1) if len(finite) > 1 else 0, fmt="o", color="C3")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel(f"{metric} (%; dots: seeds, red: mean ± sd)")
+
+
+def selected_negative_distances(histories: dict[str, pd.DataFrame], epochs: list[int], axes) -> None:
+    """d(a,n) of the negatives each strategy selected, one panel per strategy, a line per epoch."""
+    for ax, (name, history) in zip(axes, histories.items()):
+        present = [e for e in epochs if e in set(history.epoch)] if len(history) else []
+        if not present:
+            ax.set_visible(False)
+            continue
+        negative_distance_histograms(history, present, ax=ax)
+        ax.set_title(name, fontsize=9)

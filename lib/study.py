@@ -62,6 +62,10 @@ class Chapter:
         write_json(stem.with_suffix(".json"), {"chapter": self.name, "figure": name, "caption": caption,
                                                "profile": self.profile.name})
 
+    def save_table(self, table: pd.DataFrame, name: str) -> None:
+        """figures/<profile>/<chapter>-<name>.csv: the numbers behind a verdict, for the claims ledger."""
+        table.to_csv(self.figure_dir / f"{self.name}-{name}.csv")
+
     def describe(self, cfg: RunConfig | None = None) -> str:
         """One line saying what the numbers below are worth, for the top of a notebook."""
         cfg = cfg or self.config()
@@ -95,6 +99,12 @@ def metric_table(results: dict[str, list[train.RunResult]], metrics: list[str]) 
             row[f"{m} sd"] = float(np.nanstd(values, ddof=1)) if np.isfinite(values).sum() > 1 else math.nan
         rows.append(row)
     return pd.DataFrame(rows).set_index("setting")
+
+
+def results_table(results: dict[str, dict[str, list]], metrics: list[str]) -> pd.DataFrame:
+    """metric_table of every data set's settings, one row per (dataset, setting)."""
+    frames = [metric_table(by_setting, metrics).assign(dataset=dataset) for dataset, by_setting in results.items()]
+    return pd.concat(frames).reset_index().set_index(["dataset", "setting"])
 
 
 def fmt(mean: float, sd: float, pct: bool = True) -> str:

@@ -93,15 +93,20 @@ def _freeze(value):
 
 
 def make_batches(cfg: RunConfig, labels: np.ndarray, steps: int) -> list[np.ndarray]:
-    """Index batches for one epoch, drawn from numpy's global RNG (seeded per epoch)."""
+    """Index batches for one epoch, drawn from numpy's global RNG (seeded per epoch).
+
+    A set with too few classes for a full m-per-class batch (a small held-out split, a
+    Divide-and-Conquer cluster) gets smaller batches: every class it has, m images each."""
     bs = cfg.train.batch_size
     if cfg.sampler.name == "m_per_class":
         m = cfg.sampler.m
         if bs % m:
             raise ConfigError(f"train.batch_size ({bs}) must be a multiple of sampler.m ({m})")
+        bs = min(bs, m * len(np.unique(labels)))
         sampler = samplers.MPerClassSampler(labels, m=m, batch_size=bs, length_before_new_iter=steps * bs)
         order = np.fromiter(iter(sampler), dtype=np.int64)
     elif cfg.sampler.name == "shuffle":
+        bs = min(bs, len(labels))
         reps = math.ceil(steps * bs / len(labels))
         order = np.concatenate([np.random.permutation(len(labels)) for _ in range(reps)])
     else:
@@ -281,8 +286,10 @@ class Trainer:
                 self.model, device_ids=ids, find_unused_parameters=cfg.divide.clusters > 1)
             self.train_losses = [DistributedLossWrapper(fn) for fn in self.train_losses]
             self.train_miner = DistributedMinerWrapper(self.miner) if self.miner is not None else None
-        if cfg.train.compile:
-            self.train_model = torch.compile(self.train_model)
+        if cfg.train.compile:  # the backbone only: a Divide-and-Conquer head changes shape per learner
+            self.model.backbone.compile()
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True  # fixed input sizes
         self.augment = make_augment(cfg.data.augment).to(self.device)
         pretrained = cfg.model.pretrained and self.splits.train.channels == 3
         self.mean, self.std = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)) if pretrained else (None, None)
@@ -314,7 +321,7 @@ class Trainer:
         self.generator.manual_seed(cfg.train.seed * 100_003 + epoch)
         clustering = self.recluster(epoch) if divide.reclusters_at(cfg, epoch) else {}
         if epoch < divide.divided_epochs(cfg):
-            learners, batches = zip(*divide.learner_batches(cfg, self.splits.train.labels, self.assignment, self.steps))
+            learners, batches = zip(*divide.learner_batches(cfg, self.splits.train.labels, self.assignment, self.steps, make_batches))
         else:
             batches = make_batches(cfg, self.splits.train.labels, self.steps)
             learners = [None] * len(batches)
@@ -585,6 +592,16 @@ def run(cfg: RunConfig, *, progress: bool | None = None, force: bool = False,
         if rank != 0:
             return RunResult(cfg, run_dir.key, run_dir.path, {}, pd.DataFrame(history))
     return RunResult(cfg, run_dir.key, run_dir.path, metrics, pd.DataFrame(history), arrays or None)
+
+
+def load_trained(result: RunResult) -> Trainer:
+    """A Trainer holding a finished run's final weights (from its last checkpoint), for analyses."""
+    checkpoint = RunDir(result.config.to_dict()).load_checkpoint()
+    if checkpoint is None:
+        raise FileNotFoundError(f"run {result.key} has no checkpoint in {result.path}; rerun it with force=True")
+    trainer = Trainer(result.config, progress=False)
+    trainer.restore(checkpoint)
+    return trainer
 
 
 # ---------------------------------------------------------------- CLI

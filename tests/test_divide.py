@@ -97,7 +97,7 @@ def test_learner_batches_stay_inside_their_cluster(runs):
     labels = np.repeat(np.arange(40), 5)
     assignment = divide.drop_singletons(labels % 4, labels)
     np.random.seed(0)
-    batches = divide.learner_batches(cfg, labels, assignment, 12)
+    batches = divide.learner_batches(cfg, labels, assignment, 12, train.make_batches)
     assert len(batches) == 12
     for learner, idx in batches:
         assert (assignment[idx] == learner).all()
