@@ -109,3 +109,25 @@ def selected_negative_distances(histories: dict[str, pd.DataFrame], epochs: list
             continue
         negative_distance_histograms(history, present, ax=ax)
         ax.set_title(name, fontsize=9)
+
+
+def retrievals(query_images: list[np.ndarray], ranked_images: list[list[np.ndarray]],
+               correct: list[list[bool]], titles: list[str] | None = None) -> plt.Figure:
+    """One row per query: the query photo, then its top retrievals framed green (same
+    individual) or red. Images are uint8 (C, H, W)."""
+    rows, cols = len(query_images), 1 + max((len(r) for r in ranked_images), default=0)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 2.3 * rows), squeeze=False)
+    for i, (query, ranked, hits) in enumerate(zip(query_images, ranked_images, correct)):
+        axes[i, 0].imshow(np.moveaxis(query[:3], 0, -1))
+        axes[i, 0].set_title(titles[i] if titles else "query", fontsize=8)
+        for j, (image, hit) in enumerate(zip(ranked, hits), start=1):
+            axes[i, j].imshow(np.moveaxis(image[:3], 0, -1))
+            for spine in axes[i, j].spines.values():
+                spine.set_edgecolor("tab:green" if hit else "tab:red")
+                spine.set_linewidth(3)
+            axes[i, j].set_title(f"#{j}", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([]); ax.set_yticks([])
+        if not ax.images:
+            ax.set_visible(False)
+    return fig

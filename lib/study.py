@@ -14,7 +14,7 @@ import pandas as pd
 
 from lib import train
 from lib.cache import write_json
-from lib.config import REPO_ROOT, Profile, RunConfig, load_profile
+from lib.config import REPO_ROOT, ConfigError, Profile, RunConfig, load_profile
 
 
 class Chapter:
@@ -74,6 +74,37 @@ class Chapter:
                 f"{cfg.train.steps_per_epoch or 'all'} steps, batch {cfg.train.batch_size}, "
                 f"backbone {cfg.model.backbone} "
                 f"({'ImageNet-pretrained' if cfg.model.pretrained else 'trained from scratch: no pretrained weights offline'}).")
+
+
+def divide_setting(ch: Chapter, dataset: str, clusters: int, recluster_every: int) -> RunConfig:
+    """Chapter 4's recipe with K learners re-clustered every M epochs; K = 1 is the same recipe
+    without its divide section, trained as one learner."""
+    recipe = ch.settings["recipe"]
+    if clusters == 1:
+        return ch.config(dataset, {k: v for k, v in recipe.items() if k != "divide"})
+    return ch.config(dataset, recipe, {"divide": {"clusters": clusters, "recluster_every": recluster_every}})
+
+
+def borrowed_config(spec: dict, profile: str, overrides: dict | None, dataset: str) -> RunConfig:
+    """The configuration of a run another chapter trains, so that reading it hits that chapter's cache.
+
+    spec is {chapter: NAME, settings: [key, ...]} (a layer found under those keys of the chapter's
+    settings) or {chapter: NAME, divide: {clusters: K, recluster_every: M}} (`divide_setting`).
+    """
+    unknown = set(spec) - {"chapter", "settings", "divide"}
+    if "chapter" not in spec or unknown or ("settings" in spec) == ("divide" in spec):
+        raise ConfigError(f"a borrowed recipe is {{chapter, settings: [keys]}} or {{chapter, divide: {{clusters, "
+                          f"recluster_every}}}}, got {spec!r}")
+    other = Chapter(spec["chapter"], profile, overrides)
+    if "divide" in spec:
+        return divide_setting(other, dataset, int(spec["divide"]["clusters"]), int(spec["divide"]["recluster_every"]))
+    layer = other.settings
+    for key in spec["settings"]:
+        if not isinstance(layer, dict) or key not in layer:
+            raise ConfigError(f"chapters.{spec['chapter']} has no setting {'.'.join(map(str, spec['settings']))} "
+                              f"in profile '{profile}'")
+        layer = layer[key]
+    return other.config(dataset, layer)
 
 
 @dataclass
@@ -139,6 +170,33 @@ def difference(results: dict[str, list], setting: str, baseline: str, metric: st
             half = 0.0
         out["low"], out["high"] = out["diff"] - half, out["diff"] + half
     return out
+
+
+def paired_difference(a, b, metric_a: str, metric_b: str | None = None) -> dict:
+    """Mean over seeds of (a - b) when both were measured on the same seeds' runs (a paired
+    t interval, narrower than Welch's when the seeds agree), in `difference`'s format."""
+    from scipy import stats
+
+    metric_b = metric_b or metric_a
+    x = np.array([r.metrics.get(metric_a, math.nan) for r in a], dtype=float)
+    y = np.array([r.metrics.get(metric_b, math.nan) for r in b], dtype=float)
+    d = (x - y)[np.isfinite(x - y)]
+    out = {"setting": metric_a, "baseline": metric_b, "metric": metric_a, "n": (len(d), len(d)),
+           "diff": float(d.mean()) if len(d) else math.nan, "low": math.nan, "high": math.nan}
+    if len(d) > 1:
+        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+        out["low"], out["high"] = out["diff"] - half, out["diff"] + half
+    return out
+
+
+def interval(d: dict, scale: float = 100.0) -> str:
+    """'+2.1 points (95 % interval +0.4 to +3.8)', or what is missing."""
+    if not math.isfinite(d["diff"]):
+        return "not measured (no finite value)"
+    text = f"{d['diff'] * scale:+.1f} points"
+    if math.isfinite(d["low"]):
+        return f"{text} (95 % interval {d['low'] * scale:+.1f} to {d['high'] * scale:+.1f})"
+    return f"{text} (one seed: no interval)"
 
 
 def significant(d: dict) -> bool:
