@@ -139,11 +139,12 @@ def results_table(results: dict[str, dict[str, list]], metrics: list[str]) -> pd
 
 
 def fmt(mean: float, sd: float, pct: bool = True) -> str:
-    """'62.3 ± 1.4 %' (or without the spread when there is a single seed)."""
-    scale, unit = (100, " %") if pct else (1, "")
+    """'62.3 ± 1.4 %', or '0.71 ± 0.02' for a unitless value such as an AUC (without the spread
+    when there is a single seed)."""
+    scale, unit, digits = (100, " %", 1) if pct else (1, "", 2)
     if math.isnan(sd):
-        return f"{mean * scale:.1f}{unit} (one seed)"
-    return f"{mean * scale:.1f} ± {sd * scale:.1f}{unit}"
+        return f"{mean * scale:.{digits}f}{unit} (one seed)"
+    return f"{mean * scale:.{digits}f} ± {sd * scale:.{digits}f}{unit}"
 
 
 def difference(results: dict[str, list], setting: str, baseline: str, metric: str) -> dict:

@@ -118,6 +118,10 @@ def test_run_metrics_perfect_and_tiny() -> None:
     m = reid.run_metrics(np.eye(32, dtype=np.float32)[meta.label], meta.label.to_numpy(), meta, catalogue_photos=(1, None))
     assert m["mAP@20 top, later encounter"] == pytest.approx(1.0)
     assert m["mAP@5 1 photo(s), averaged"] == pytest.approx(1.0) and m["new AUC"] == pytest.approx(1.0)
+    # "new" first for everyone: new whales score 1, known ones 1/2 (their whale comes second)
+    halves = reid.open_set_halves(meta, 0, 0.5)
+    share_new = len(halves["test"].new_queries) / (len(halves["test"].new_queries) + len(halves["test"].known_queries))
+    assert m["open-set mAP@5, 'new' first"] == pytest.approx(share_new + (1 - share_new) / 2)
     # a held-out set too small for a "new" decision gives NaN, not an error
     small = _meta()[lambda m: m.whale_id.isin(["w0", "w1"])].reset_index(drop=True)
     tiny = reid.run_metrics(np.eye(8, dtype=np.float32)[small.label], small.label.to_numpy(), small)
