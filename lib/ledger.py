@@ -78,6 +78,22 @@ def verdict(comparison: dict, direction: int = 1) -> str:
     return INCONCLUSIVE
 
 
+def size_verdict(comparison: dict | None, claimed: float) -> str:
+    """For a claimed gain of about `claimed`: `reproduced` when the interval lies above zero, `not
+    reproduced` when it lies entirely below `claimed` (the claimed gain is ruled out), otherwise
+    (or when the comparison was not measured) `inconclusive`."""
+    if comparison is None:
+        return INCONCLUSIVE
+    if verdict(comparison) == REPRODUCED:
+        return REPRODUCED
+    return NOT_REPRODUCED if ruled_out(comparison, claimed) else INCONCLUSIVE
+
+
+def ruled_out(comparison: dict, claimed: float) -> bool:
+    """Whether the whole interval lies below the claimed gain."""
+    return math.isfinite(comparison["high"]) and comparison["high"] < claimed
+
+
 def describe(comparison: dict, metric: str, points: bool = True) -> str:
     """'Δ map@r +3.1 points (95 % CI +1.0 to +5.2; 3 vs 3 seeds)'."""
     scale = 100 if points else 1

@@ -44,6 +44,15 @@ def test_verdicts() -> None:
     assert ledger.verdict({"low": math.nan, "high": math.nan}) == ledger.INCONCLUSIVE  # one seed: no interval
 
 
+def test_a_claimed_size_is_ruled_out_only_below_it() -> None:
+    gain = 0.02
+    assert ledger.size_verdict({"low": 0.001, "high": 0.01}, gain) == ledger.REPRODUCED
+    assert ledger.size_verdict({"low": -0.03, "high": 0.007}, gain) == ledger.NOT_REPRODUCED
+    assert ledger.size_verdict({"low": -0.01, "high": 0.03}, gain) == ledger.INCONCLUSIVE
+    assert ledger.size_verdict({"low": math.nan, "high": math.nan}, gain) == ledger.INCONCLUSIVE
+    assert ledger.size_verdict(None, gain) == ledger.INCONCLUSIVE
+
+
 def test_missing_table_and_rows_say_what_to_run(tmp_path) -> None:
     with pytest.raises(ledger.LedgerError, match=r"run_all.sh --profile full --only 04_divide"):
         ledger.read_table("full", "04_divide_and_conquer", root=tmp_path)
