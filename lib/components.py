@@ -6,12 +6,16 @@ typo in a params file fails with the list of valid choices.
 from __future__ import annotations
 
 import inspect
+from typing import TYPE_CHECKING
 
 import torch
 from pytorch_metric_learning import distances, losses, miners
 
-from lib.config import ConfigError, RunConfig
+from lib.errors import ConfigError
 from lib.miners import STUDY_MINERS
+
+if TYPE_CHECKING:  # lib.config imports this module (to validate profiles); no import back
+    from lib.config import RunConfig
 
 def _classes(module, base) -> dict[str, type]:
     return {n: c for n, c in vars(module).items()

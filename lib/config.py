@@ -1,27 +1,64 @@
-"""Typed configuration: params/*.yaml profiles validated into dataclasses.
+"""Typed configuration: params/*.yaml profiles validated into pydantic models.
 
 A profile holds `seeds`, a `base` run configuration, per-dataset overlays and
-per-chapter settings. Everything is plain data; `resolve_run` merges the layers
-and validates the result into a `RunConfig`, so a misspelt key or a wrong type
-fails with one message that names the key and the valid choices.
+per-chapter settings. Everything is plain data; `Profile.run_config` merges the layers
+and validates the result into a `RunConfig`, so a misspelt key, a wrong type or an
+impossible value (0 epochs, a negative learning rate) fails with one `ConfigError` that
+names the dotted key and the valid choices — at load or override time, before anything runs.
+
+The models are strict: "3" is not 3, 1.5 is not an integer, true is not 1 (a number field
+takes an integer). They are frozen: `with_overrides` returns a validated copy.
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
 import difflib
+import json
 import os
 import re
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from lib.errors import ConfigError
+
+__all__ = [
+    "ConfigError", "REPO_ROOT", "PARAMS_DIR", "DATASET_NAMES", "SAMPLER_NAMES", "DEVICES", "CHAPTER_NAMES",
+    "NAME_PATTERN", "DataConfig", "ModelConfig", "ComponentConfig", "LossConfig", "DistanceConfig",
+    "SamplerConfig", "OptimConfig", "TrainConfig", "EvalConfig", "DivideConfig", "RunConfig", "Profile",
+    "available_profiles", "deep_merge", "load_profile", "parse_assignment", "profile_path", "set_dotted",
+    "yaml_load",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_DIR = REPO_ROOT / "params"
+
+# lib.data.load_dataset's registry (its DATASETS plus 'omniglot_oneshot'); kept here so that
+# validating a profile needs no data code. tests/test_config_values.py checks they agree.
+DATASET_NAMES = ("omniglot", "omniglot_oneshot", "beluga", "cub200", "cars196", "sop", "folder", "csv")
+SAMPLER_NAMES = ("m_per_class", "shuffle")  # lib.components.SAMPLERS
+DEVICES = ("auto", "cpu", "cuda")
+# notebooks/<stem>.ipynb read chapters.<stem>; `published` holds the papers' numbers.
+CHAPTER_NAMES = ("00_quickstart", "01_beluga_collapse", "02_mining", "03_distance_weighted",
+                 "04_divide_and_conquer", "05_reidentification", "06_claims_ledger", "published")
+NAME_PATTERN = r"[A-Za-z0-9_]+"  # profile names and chapters' `tables_from`
 
 
 class _Loader(yaml.SafeLoader):
@@ -39,139 +76,373 @@ def yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
-class ConfigError(ValueError):
-    """A parameter file or override that does not fit the schema."""
+# ----------------------------------------------------------------------------- field types
+T = TypeVar("T")
 
 
-@dataclass
-class DataConfig:
-    name: str = "omniglot"
-    root: str | None = None  # None: $METRIC_DATA, else ./data
-    image_size: int | list[int] | None = None  # None: the data set's default
-    options: dict = field(default_factory=dict)  # data-set specific, validated by lib.data
-    val_fraction: float = 0.0  # classes of train held out for validation (0: validate on test)
-    augment: str | dict = "none"  # a preset of lib.augment or its keyword arguments
-    max_train_images: int | None = None  # class-disjoint subsample of train, for small profiles
-    max_test_images: int | None = None
+def _listify(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
-@dataclass
-class ModelConfig:
-    backbone: str = "test_resnet"  # any timm model name, or "convnet" (lib.models.ConvNet)
-    pretrained: bool = False
-    embedding_dim: int | None = 128  # linear head on the pooled features; None: no head
-    projector: list[int] = field(default_factory=list)  # MLP after the head, e.g. [1024, 256]
-    projector_at_test: bool = True  # False: evaluate on the features before the projector
-    normalize: bool = True  # L2-normalise the evaluation embedding
-    drop_rate: float = 0.0
+List = Annotated[list[T], BeforeValidator(_listify)]  # a list; a tuple given in Python code is taken as one
+Int = Annotated[int, Field(strict=True)]
+PosInt = Annotated[int, Field(strict=True, ge=1)]
+NonNegInt = Annotated[int, Field(strict=True, ge=0)]
+Float = Annotated[float, Field(strict=True)]  # an int is taken (as a float); a bool or "1" is not
+Mapping = dict[str, Any]
+DatasetName = Literal[DATASET_NAMES]  # type: ignore[valid-type]
+ChapterName = Literal[CHAPTER_NAMES]  # type: ignore[valid-type]
+ProfileName = Annotated[str, StringConstraints(strict=True, pattern=rf"^{NAME_PATTERN}$")]
 
 
-@dataclass
-class ComponentConfig:
+class _Nested(ValueError):
+    """A run layer that failed RunConfig's validation: translated with the layer's path as prefix."""
+
+    def __init__(self, error: ValidationError, data: Any):
+        super().__init__(str(error))
+        self.error, self.data = error, data
+
+
+class _Invalid(ValueError):
+    """A check across fields: `key` is relative to the model that raised it."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key, self.message = key, message
+
+
+def _check_layer(layer: dict) -> dict:
+    """A run overlay (base, datasets.<name>, a chapter's runs or settings): its keys and
+    values must fit RunConfig on their own; checks across sections wait for the merged run."""
+    try:
+        RunConfig.model_validate(layer, context={"partial": True})
+    except ValidationError as exc:
+        raise _Nested(exc, layer) from None
+    return layer
+
+
+RunLayer = Annotated[Mapping, AfterValidator(_check_layer)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(_message(exc, type(self), data)) from None
+
+    # Nested sections are validated by pydantic-core directly, not through this __init__ (the
+    # flag pydantic's own BaseModel.__init__ and RootModel.__init__ carry); so only a direct
+    # call, ModelConfig(embedding_dim=0), turns the error into a ConfigError here.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def validate_dict(cls, data: Any, context: dict | None = None):
+        """`cls` from plain data; ConfigError naming the dotted key if it does not fit."""
+        try:
+            return cls.model_validate(data, context=context)
+        except ValidationError as exc:
+            raise ConfigError(_message(exc, cls, data)) from None
+
+
+# ----------------------------------------------------------------------------- run sections
+class DataConfig(_Model):
+    name: DatasetName = "omniglot"
+    root: StrictStr | None = None  # None: $METRIC_DATA, else ./data
+    image_size: Int | List[Int] | None = None  # None: the data set's default
+    options: Mapping = Field(default_factory=dict)  # data-set specific, validated by lib.data
+    val_fraction: Float = Field(0.0, ge=0.0, lt=1.0)  # classes of train held out for validation (0: validate on test)
+    augment: StrictStr | Mapping = "none"  # a preset of lib.augment or its keyword arguments
+    max_train_images: Annotated[int, Field(strict=True, ge=2)] | None = None  # class-disjoint subsample of train
+    max_test_images: Annotated[int, Field(strict=True, ge=2)] | None = None
+
+
+class ModelConfig(_Model):
+    backbone: StrictStr = "test_resnet"  # any timm model name, or "convnet" (lib.models.ConvNet)
+    pretrained: StrictBool = False
+    embedding_dim: PosInt | None = 128  # linear head on the pooled features; None: no head
+    projector: List[PosInt] = Field(default_factory=list)  # MLP after the head, e.g. [1024, 256]
+    projector_at_test: StrictBool = True  # False: evaluate on the features before the projector
+    normalize: StrictBool = True  # L2-normalise the evaluation embedding
+    drop_rate: Float = Field(0.0, ge=0.0, lt=1.0)
+
+    @field_validator("embedding_dim", mode="before")
+    @classmethod
+    def _no_zero_head(cls, value: Any) -> Any:
+        if type(value) is int and value == 0:  # it used to mean "no head", under another cache key than null
+            raise ValueError("0 is not a head size: use null for no head, or a size >= 1")
+        return value
+
+
+class ComponentConfig(_Model):
     """A pytorch-metric-learning class by name, with its keyword arguments."""
 
-    name: str | None = None
-    kwargs: dict = field(default_factory=dict)
+    name: StrictStr | None = None
+    kwargs: Mapping = Field(default_factory=dict)
 
 
-@dataclass
 class LossConfig(ComponentConfig):
-    name: str | None = "TripletMarginLoss"
-    lr: float | None = None  # own learning rate for learnable loss parameters (MarginLoss beta)
+    name: StrictStr | None = "TripletMarginLoss"
+    lr: Annotated[float, Field(strict=True, gt=0)] | None = None  # own rate for learnable loss parameters (MarginLoss beta)
 
 
-@dataclass
 class DistanceConfig(ComponentConfig):
-    name: str | None = "LpDistance"
+    name: StrictStr | None = "LpDistance"
 
 
-@dataclass
-class SamplerConfig:
-    name: str = "m_per_class"  # "m_per_class" (pml MPerClassSampler) or "shuffle"
-    m: int = 4  # images per class in a batch, for m_per_class
+class SamplerConfig(_Model):
+    name: Literal[SAMPLER_NAMES] = "m_per_class"  # type: ignore[valid-type]  # pml MPerClassSampler, or "shuffle"
+    m: PosInt = 4  # images per class in a batch, for m_per_class
 
 
-@dataclass
-class OptimConfig:
-    name: str = "Adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    kwargs: dict = field(default_factory=dict)
-    scheduler: str | None = None  # None, "step", "cosine", "plateau"
-    scheduler_kwargs: dict = field(default_factory=dict)
-    grad_clip: float | None = None
+class OptimConfig(_Model):
+    name: StrictStr = "Adam"
+    lr: Float = Field(1e-3, gt=0.0)
+    weight_decay: Float = Field(0.0, ge=0.0)
+    kwargs: Mapping = Field(default_factory=dict)
+    scheduler: StrictStr | None = None  # None, "step", "cosine", "plateau"
+    scheduler_kwargs: Mapping = Field(default_factory=dict)
+    grad_clip: Annotated[float, Field(strict=True, gt=0)] | None = None
 
 
-@dataclass
-class TrainConfig:
-    epochs: int = 5
-    batch_size: int = 128
-    steps_per_epoch: int | None = None  # None: one pass over the training images
-    seed: int = 0
-    device: str = "auto"  # "auto", "cpu", "cuda"
-    amp: bool = True  # bf16 autocast, on CUDA only
-    channels_last: bool = True  # on CUDA only
-    compile: bool = False
-    num_workers: int = 0  # DataLoader workers for file-based data sets
-    threads: int | None = None  # torch CPU threads; None: torch's default
-    diagnostics_every: int = 4  # steps between the mined-distance / gradient-norm diagnostics
+class TrainConfig(_Model):
+    epochs: PosInt = 5
+    batch_size: Annotated[int, Field(strict=True, ge=2)] = 128  # a pair at least
+    steps_per_epoch: PosInt | None = None  # None: one pass over the training images
+    seed: NonNegInt = 0
+    device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
+    amp: StrictBool = True  # bf16 autocast, on CUDA only
+    channels_last: StrictBool = True  # on CUDA only
+    compile: StrictBool = False
+    num_workers: NonNegInt = 0  # DataLoader workers for file-based data sets
+    threads: PosInt | None = None  # torch CPU threads; None: torch's default
+    diagnostics_every: PosInt = 4  # steps between the mined-distance / gradient-norm diagnostics
 
 
-@dataclass
-class EvalConfig:
-    every: int = 1  # epochs between validations (the last epoch is always evaluated)
-    recall_ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    nmi: bool = True
-    oneshot: bool = False  # Lake's 20 one-shot runs (Omniglot only)
-    batch_size: int = 512
-    save_embeddings: bool = True
-    collapse_threshold: float = 0.05  # spread ratio under which a run is flagged collapsed
+class EvalConfig(_Model):
+    every: PosInt = 1  # epochs between validations (the last epoch is always evaluated)
+    recall_ks: List[PosInt] = Field(default_factory=lambda: [1, 2, 4, 8])
+    nmi: StrictBool = True
+    oneshot: StrictBool = False  # Lake's 20 one-shot runs (Omniglot only)
+    batch_size: PosInt = 512
+    save_embeddings: StrictBool = True
+    collapse_threshold: Float = Field(0.05, ge=0.0)  # spread ratio under which a run is flagged collapsed
 
 
-@dataclass
-class DivideConfig:
+class DivideConfig(_Model):
     """Divide and Conquer (Sanakoyeu et al., CVPR 2019); clusters = 1 is ordinary training."""
 
-    clusters: int = 1  # K learners, each on a contiguous d/K slice of the embedding
-    recluster_every: int = 2  # M: epochs between k-means re-clusterings
-    finetune_epochs: int = 0  # the last epochs train the whole embedding as one learner
-    features: str = "embedding"  # cluster on "embedding" (the paper) or "backbone" features (the authors' code)
-    kmeans_restarts: int = 5
-    kmeans_iterations: int = 20
+    clusters: PosInt = 1  # K learners, each on a contiguous d/K slice of the embedding
+    recluster_every: PosInt = 2  # M: epochs between k-means re-clusterings
+    finetune_epochs: NonNegInt = 0  # the last epochs train the whole embedding as one learner
+    features: StrictStr = "embedding"  # cluster on "embedding" (the paper) or "backbone" features (the authors' code)
+    kmeans_restarts: PosInt = 5
+    kmeans_iterations: PosInt = 20
 
 
-@dataclass
-class RunConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    miner: ComponentConfig = field(default_factory=ComponentConfig)
-    distance: DistanceConfig = field(default_factory=DistanceConfig)
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    divide: DivideConfig = field(default_factory=DivideConfig)
+class RunConfig(_Model):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    miner: ComponentConfig = Field(default_factory=ComponentConfig)
+    distance: DistanceConfig = Field(default_factory=DistanceConfig)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    divide: DivideConfig = Field(default_factory=DivideConfig)
+
+    @model_validator(mode="after")
+    def _batches_fit_the_sampler(self, info: ValidationInfo) -> "RunConfig":
+        if (info.context or {}).get("partial"):
+            return self  # one layer of a profile: the merged run is checked later
+        bs, m = self.train.batch_size, self.sampler.m
+        if self.sampler.name == "m_per_class" and bs % m:
+            raise _Invalid("train.batch_size", f"must be a multiple of sampler.m ({m}) for the m_per_class "
+                                               f"sampler, got {bs}")
+        return self
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain nested dicts, in field order: the run's cache key is a hash of this."""
+        return self.model_dump()
 
     def with_overrides(self, overrides: dict | None = None, **dotted: Any) -> "RunConfig":
         """A copy with dotted-key overrides applied, e.g. {"optim.lr": 1e-4}."""
         merged = self.to_dict()
         for key, value in {**(overrides or {}), **dotted}.items():
-            set_dotted(merged, key, value)
-        return from_dict(RunConfig, merged)
+            set_dotted(merged, key, copy.deepcopy(value))
+        return RunConfig.validate_dict(merged)
 
 
-@dataclass
-class Profile:
-    name: str
-    description: str = ""
-    seeds: list[int] = field(default_factory=lambda: [0])
-    base: dict = field(default_factory=dict)
-    datasets: dict = field(default_factory=dict)  # name -> run overlay
-    chapters: dict = field(default_factory=dict)  # notebook stem -> settings
+# ----------------------------------------------------------------------------- chapter sections
+class _Chapter(_Model):
+    """Settings every chapter may have (lib.study.Chapter reads them)."""
+
+    dataset: DatasetName | None = None  # the chapter's default data set
+    runs: dict[DatasetName, RunLayer] = Field(default_factory=dict)  # data set -> run overlay
+
+
+def _subset(names: list[str] | None, valid: Any, key: str, of: str) -> None:
+    unknown = [n for n in names or [] if n not in valid]
+    if unknown:
+        raise _Invalid(key, f"{', '.join(map(repr, unknown))} not in {of}; it has: {', '.join(map(str, valid))}")
+
+
+class QuickstartChapter(_Chapter):
+    pass
+
+
+class BelugaCollapseChapter(_Chapter):
+    blog: RunLayer  # the blog's configuration
+    margins: List[Float]  # margins tried besides the blog's
+    ablations: dict[str, RunLayer]  # one factor at a time, each an overlay on `blog`
+    only_ablations: List[StrictStr] = None  # type: ignore[assignment]  # absent: all of them
+    metric: StrictStr
+    max_fix_steps: NonNegInt
+    tsne_points: PosInt
+
+    @model_validator(mode="after")
+    def _known_ablations(self) -> "BelugaCollapseChapter":
+        _subset(self.only_ablations, list(self.ablations), "only_ablations", "ablations")
+        return self
+
+
+class MarginSweep(_Model):
+    dataset: DatasetName
+    strategies: List[StrictStr]
+    margins: List[Float]
+
+
+class MiningChapter(_Chapter):
+    datasets: List[DatasetName]
+    margin: Float
+    strategies: dict[str, RunLayer]
+    margin_sweep: MarginSweep
+
+    @model_validator(mode="after")
+    def _known_strategies(self) -> "MiningChapter":
+        _subset(self.margin_sweep.strategies, list(self.strategies), "margin_sweep.strategies", "strategies")
+        return self
+
+
+class DistanceWeightedChapter(_Chapter):
+    datasets: List[DatasetName]
+    methods: dict[str, RunLayer]
+    sphere_dims: List[PosInt]
+    gradient_pairs: PosInt
+    gradient_augmentations: PosInt
+
+
+class GridPoint(_Model):
+    clusters: PosInt
+    recluster_every: PosInt
+
+
+class DivideAndConquerChapter(_Chapter):
+    datasets: List[DatasetName]
+    recipe: RunLayer
+    clusters: List[PosInt]
+    recluster_every: List[PosInt]
+    grid_at: GridPoint
+    tsne_points: PosInt
+
+
+class BorrowedRecipe(_Model):
+    """A run another chapter trains: {chapter, settings: [keys]} or {chapter, divide: {clusters, recluster_every}}."""
+
+    chapter: ChapterName
+    settings: List[StrictStr] = None  # type: ignore[assignment]
+    divide: GridPoint = None  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "BorrowedRecipe":
+        if ("settings" in self.model_fields_set) == ("divide" in self.model_fields_set):
+            raise _Invalid("", "give either settings: [keys] or divide: {clusters, recluster_every}, not both or neither")
+        return self
+
+
+class ReidentificationChapter(_Chapter):
+    recipes: dict[str, BorrowedRecipe]
+    only_recipes: List[StrictStr] = None  # type: ignore[assignment]  # absent: all of them
+    divided: StrictStr
+    single: StrictStr
+    competition_k: PosInt
+    humpback_k: PosInt
+    catalogue_photos: List[PosInt | None]
+    new_fraction: Float = Field(gt=0.0, lt=1.0)
+    protocol_seed: NonNegInt
+    examples: NonNegInt
+    blog_map: Float = Field(ge=0.0, le=1.0)
+    humpback_gain: Float
+
+    @model_validator(mode="after")
+    def _known_recipes(self) -> "ReidentificationChapter":
+        _subset(self.only_recipes, list(self.recipes), "only_recipes", "recipes")
+        chosen = self.only_recipes if self.only_recipes is not None else list(self.recipes)
+        for key in ("divided", "single"):
+            _subset([getattr(self, key)], chosen, key, "the recipes this profile runs")
+        return self
+
+
+class ClaimsLedgerChapter(_Chapter):
+    tables_from: ProfileName  # the profile whose tables the ledger reads
+
+
+class Chapters(_Model):
+    """chapters.<notebook stem>: one typed section per notebook, each optional."""
+
+    quickstart: QuickstartChapter = Field(None, alias="00_quickstart")
+    beluga_collapse: BelugaCollapseChapter = Field(None, alias="01_beluga_collapse")
+    mining: MiningChapter = Field(None, alias="02_mining")
+    distance_weighted: DistanceWeightedChapter = Field(None, alias="03_distance_weighted")
+    divide_and_conquer: DivideAndConquerChapter = Field(None, alias="04_divide_and_conquer")
+    reidentification: ReidentificationChapter = Field(None, alias="05_reidentification")
+    claims_ledger: ClaimsLedgerChapter = Field(None, alias="06_claims_ledger")
+    # Not a notebook: the papers' numbers, data set -> {metric: value}, for code that compares.
+    published: dict[DatasetName, dict[str, Float]] = Field(None)
+
+    def as_dict(self) -> dict:
+        """The sections the profile gives, as plain data keyed by notebook stem."""
+        return self.model_dump(by_alias=True, exclude_unset=True)
+
+
+assert tuple(f.alias or n for n, f in Chapters.model_fields.items()) == CHAPTER_NAMES
+
+
+# ----------------------------------------------------------------------------- profile
+class Profile(_Model):
+    name: ProfileName
+    description: StrictStr = ""
+    seeds: List[NonNegInt] = Field(default_factory=lambda: [0], min_length=1)
+    base: RunLayer = Field(default_factory=dict)
+    datasets: dict[DatasetName, RunLayer] = Field(default_factory=dict)  # name -> run overlay
+    chapters: Chapters = Field(default_factory=Chapters)  # notebook stem -> settings
+
+    @model_validator(mode="after")
+    def _chapters_name_known_datasets(self) -> "Profile":
+        given = self.chapters.as_dict()
+        for stem, section in given.items():
+            if stem == "published":
+                continue
+            where = f"chapters.{stem}"
+            _subset([section["dataset"]] if section.get("dataset") else [], list(self.datasets),
+                    f"{where}.dataset", "this profile's datasets")
+            _subset(section.get("datasets"), list(self.datasets), f"{where}.datasets", "this profile's datasets")
+            _subset(list(section.get("runs", {})), list(self.datasets), f"{where}.runs", "this profile's datasets")
+            if "margin_sweep" in section:
+                _subset([section["margin_sweep"]["dataset"]], list(self.datasets), f"{where}.margin_sweep.dataset",
+                        "this profile's datasets")
+            for name, spec in section.get("recipes", {}).items():
+                _subset([spec["chapter"]], list(given), f"{where}.recipes.{name}.chapter", "this profile's chapters")
+                node: Any = given[spec["chapter"]]
+                for key in spec.get("settings", []):
+                    if not isinstance(node, dict) or key not in node:
+                        raise _Invalid(f"{where}.recipes.{name}.settings",
+                                       f"chapters.{spec['chapter']} has no setting {'.'.join(spec['settings'])}")
+                    node = node[key]
+        return self
 
     def run_config(self, dataset: str, *layers: dict, **dotted: Any) -> RunConfig:
         """Base, then the data set's overlay, then each layer, then dotted overrides."""
@@ -185,18 +456,162 @@ class Profile:
             merged = deep_merge(merged, layer)
         merged = deep_merge(merged, {"data": {"name": dataset}})
         for key, value in dotted.items():
-            set_dotted(merged, key.replace("__", "."), value)
-        return from_dict(RunConfig, merged)
+            set_dotted(merged, key.replace("__", "."), copy.deepcopy(value))
+        return RunConfig.validate_dict(merged)
 
     def chapter(self, name: str) -> dict:
-        if name not in self.chapters:
+        """chapters.<name> as a plain dict (a copy): the keys the profile gives."""
+        sections = self.chapters.as_dict()
+        if name not in sections:
             raise ConfigError(
                 f"profile '{self.name}' has no section chapters.{name}; "
-                f"it has: {', '.join(sorted(self.chapters)) or 'none'}"
+                f"it has: {', '.join(sorted(sections)) or 'none'}"
             )
-        return copy.deepcopy(self.chapters[name])
+        return copy.deepcopy(sections[name])
 
 
+# ----------------------------------------------------------------------------- error messages
+def _strip(tp: Any) -> Any:
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _members(tp: Any) -> list:
+    tp = _strip(tp)
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return [_strip(a) for a in typing.get_args(tp)]
+    return [tp]
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _field(model: type[BaseModel], key: Any) -> Any:
+    for n, f in model.model_fields.items():
+        if (f.alias or n) == key:
+            return f.annotation if not f.metadata else Annotated[(f.annotation, *f.metadata)]
+    return None
+
+
+def _noun(tp: Any) -> str:
+    tp = _strip(tp)
+    origin = typing.get_origin(tp)
+    if tp is type(None):
+        return "null"
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
+    if _is_model(tp):
+        return "a section (mapping)"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a mapping"}.get(origin or tp, getattr(tp, "__name__", str(tp)))
+
+
+def _hint(value: Any, choices: list[str]) -> str:
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _got(value: Any) -> str:
+    return f"got {value!r} ({type(value).__name__})"
+
+
+def _message(exc: ValidationError, root: type[BaseModel], data: Any) -> str:
+    """pydantic's first error as one sentence naming the dotted key, in the words the old
+    hand-written validator used (the tests and the docs quote them)."""
+    error = exc.errors()[0]
+    loc, kind, ctx = error["loc"], error["type"], error.get("ctx") or {}
+    tp: Any = root
+    parts: list[str] = []
+    value = data
+    parent: type[BaseModel] | None = None
+    nullable = False
+    key_error = None  # a dict key that failed its own type (loc ..., key, '[key]')
+    i = 0
+    while i < len(loc):
+        item = loc[i]
+        members = _members(tp)
+        nullable = type(None) in members
+        members = [m for m in members if m is not type(None)]
+        if len(members) > 1:  # a union: report against the whole field, as one choice of types
+            break
+        base = members[0]
+        origin = typing.get_origin(base)
+        if _is_model(base):
+            parent = base
+            parts.append(str(item))
+            value = value.get(item) if isinstance(value, dict) else None
+            tp = _field(base, item)
+            if tp is None:
+                break  # an unknown key
+        elif origin is list:
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{item}]"]
+            value = value[item] if isinstance(value, list) and isinstance(item, int) and item < len(value) else None
+            tp = typing.get_args(base)[0]
+        elif origin is dict:
+            key_tp, value_tp = typing.get_args(base)
+            if i + 1 < len(loc) and loc[i + 1] == "[key]":
+                key_error, tp = item, key_tp
+                break
+            parts.append(str(item))
+            value = value.get(item) if isinstance(value, dict) else None
+            tp = value_tp
+        else:
+            break
+        i += 1
+    path = ".".join(parts)
+    if "input" in error and i == len(loc):
+        value = error["input"]  # the walk reached the failing value: pydantic's own copy of it
+
+    if kind == "extra_forbidden":
+        valid = _keys(parent) if parent else []
+        return f"unknown key '{path}'{_hint(loc[-1], valid)}; valid keys here: {', '.join(valid)}"
+    if kind == "missing":
+        return f"missing key '{path}': this section requires it"
+    if key_error is not None:
+        choices = list(typing.get_args(_strip(tp))) if typing.get_origin(_strip(tp)) is Literal else []
+        if choices:
+            return (f"{path}: unknown key {key_error!r}{_hint(key_error, choices)}; "
+                    f"valid choices: {', '.join(choices)}")
+        return f"{path}: key {key_error!r}: {error['msg']}"
+    if i < len(loc):  # stopped at a union
+        members = _members(tp)
+        return f"{path}: expected {' or '.join(_noun(m) for m in members)}, {_got(value)}"
+    if kind in ("value_error", "assertion_error"):
+        cause = ctx.get("error")
+        if isinstance(cause, _Nested):
+            inner = _message(cause.error, RunConfig, cause.data)
+            return f"{path}: {inner}" if path else inner
+        if isinstance(cause, _Invalid):
+            key = ".".join(p for p in (path, cause.key) if p)
+            return f"{key}: {cause.message}" if key else cause.message
+        return f"{path}: {cause}" if path else str(cause)
+    if kind == "literal_error":
+        choices = [str(c) for c in typing.get_args(_strip(tp))] if typing.get_origin(_strip(tp)) is Literal else []
+        if not isinstance(value, str):
+            return f"{path}: expected one of {', '.join(choices)}, {_got(value)}"
+        return f"{path}: unknown value {value!r}{_hint(value, choices)}; valid choices: {', '.join(choices)}"
+    bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than": "<", "less_than_equal": "<="}
+    if kind in bounds:
+        limit = next(iter(ctx.values()))
+        return f"{path}: must be {bounds[kind]} {limit}{' (or null)' if nullable else ''}, got {value!r}"
+    if kind == "string_pattern_mismatch":
+        return f"{path}: {value!r} must match {NAME_PATTERN} (letters, digits and underscores only)"
+    if kind == "too_short":
+        return f"{path}: needs at least {ctx.get('min_length')} item(s), got {value!r}"
+    if kind == "bool_type":
+        return f"{path}: expected true or false, {_got(value)}"
+    if kind.endswith("_type") or kind.endswith("_parsing") or kind in ("int_from_float", "model_attributes_type"):
+        return f"{path}: expected {_noun(tp) if not nullable else _noun(tp) + ' or null'}, {_got(value)}"
+    return f"{path}: {error['msg']}, {_got(value)}"
+
+
+# ----------------------------------------------------------------------------- plain data helpers
 def deep_merge(base: dict, overlay: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in (overlay or {}).items():
@@ -225,77 +640,20 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return key.strip(), yaml_load(raw)
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, where)
-            except ConfigError as exc:
-                errors.append(exc)
-        allowed = " or ".join(_type_name(o) for o in options)
-        raise ConfigError(f"{where}: expected {allowed}, got {value!r} ({type(value).__name__})")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a section (mapping), got {value!r}")
-        return from_dict(tp, value, where)
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r} ({type(value).__name__})")
-        (item_tp,) = typing.get_args(tp) or (Any,)
-        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-    if tp is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r} ({type(value).__name__})")
-        return copy.deepcopy(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r} ({type(value).__name__})")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r} ({type(value).__name__})")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r} ({type(value).__name__})")
-        return value
-    return value
-
-
-def from_dict(cls: type, data: dict, where: str = "") -> Any:
-    """Build dataclass `cls` from `data`, refusing unknown keys and wrong types."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in (data or {}).items():
-        path = f"{where}.{key}" if where else key
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown key '{path}'{hint}; valid keys here: {', '.join(names)}")
-        kwargs[key] = _coerce(value, hints[key], path)
-    return cls(**kwargs)
-
-
+# ----------------------------------------------------------------------------- files
 def profile_path(name_or_path: str | os.PathLike) -> Path:
+    """params/<name>.yaml for a profile name; a .yaml/.yml path as given. Either way the
+    profile's name (the file's stem) must be letters, digits and underscores."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
+        if not re.fullmatch(NAME_PATTERN, path.stem):
+            raise ConfigError(f"parameter file {path}: its name '{path.stem}' is the profile's name and must "
+                              f"match {NAME_PATTERN} (letters, digits and underscores only)")
         return path
+    if not re.fullmatch(NAME_PATTERN, str(name_or_path)):
+        raise ConfigError(f"profile name {str(name_or_path)!r} must match {NAME_PATTERN} (letters, digits and "
+                          f"underscores only): give a name from {PARAMS_DIR} ({', '.join(available_profiles())}) "
+                          f"or the path of a .yaml file")
     return PARAMS_DIR / f"{name_or_path}.yaml"
 
 
@@ -320,22 +678,53 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def _chapter_runs(stem: str, section: dict) -> list[tuple[str, str, list[dict]]]:
+    """(where, dataset, layers) of every run a chapter's settings describe, to validate them
+    merged at load time: its `runs`, and its settings that are run overlays."""
+    runs = section.get("runs", {})
+    out = [(f"chapters.{stem}.runs.{ds}", ds, [layer]) for ds, layer in runs.items()]
+    one = [section["dataset"]] if section.get("dataset") else []
+    for ds in section.get("datasets", one):
+        base = [runs.get(ds, {})]
+        if "blog" in section:
+            out.append((f"chapters.{stem}.blog", ds, base + [section["blog"]]))
+            out += [(f"chapters.{stem}.ablations.{n}", ds, base + [section["blog"], layer])
+                    for n, layer in section.get("ablations", {}).items()]
+        for key in ("strategies", "methods"):
+            out += [(f"chapters.{stem}.{key}.{n}", ds, base + [layer]) for n, layer in section.get(key, {}).items()]
+        if "recipe" in section:
+            out.append((f"chapters.{stem}.recipe", ds, base + [section["recipe"]]))
+    return out
+
+
 def load_profile(name_or_path: str | os.PathLike = "quick", overrides: dict | None = None) -> Profile:
     """Read params/<name>.yaml (following `extends:`), apply dotted overrides, validate."""
     path = profile_path(name_or_path)
     data = _read_yaml(path)
     for key, value in (overrides or {}).items():
-        set_dotted(data, key, value)
+        set_dotted(data, key, copy.deepcopy(value))
     data.setdefault("name", path.stem)
-    profile = from_dict(Profile, data, "")
-    # Validate every layer now, so a typo fails at load time, not an hour into a run.
-    from lib.components import validate  # late: components imports pml, which imports this module's users
+    profile = Profile.validate_dict(data)
+    # Validate every run the profile describes now, merged, and build its named components
+    # once, so a typo fails at load time, not an hour into a run. Imported here, not at the
+    # top, so that `import lib.config` stays light (no torch); lib.components does not import
+    # this module, so the import graph has no cycle.
+    from lib.components import validate
 
-    for dataset in profile.datasets:
-        validate(profile.run_config(dataset))
-    for chapter, settings in profile.chapters.items():
-        if not isinstance(settings, dict):
-            raise ConfigError(f"chapters.{chapter} must be a mapping")
-        for dataset, layer in settings.get("runs", {}).items():
-            validate(profile.run_config(dataset, layer))
+    checked: set[str] = set()
+    runs = [(f"datasets.{ds}", ds, []) for ds in profile.datasets]
+    for stem, section in profile.chapters.as_dict().items():
+        if stem != "published":
+            runs += _chapter_runs(stem, section)
+    for where, dataset, layers in runs:
+        try:
+            cfg = profile.run_config(dataset, *layers)
+            d = cfg.to_dict()
+            components = json.dumps([d["distance"], d["loss"], d["miner"], d["optim"]["name"],
+                                      d["optim"]["scheduler"]], sort_keys=True, default=str)
+            if components not in checked:
+                validate(cfg)
+                checked.add(components)
+        except ConfigError as exc:
+            raise ConfigError(f"profile '{profile.name}', {where} (data set {dataset}): {exc}") from None
     return profile

@@ -76,7 +76,9 @@ def test_data_root_and_cache_dir_precedence(monkeypatch, tmp_path):
     assert data.data_root() == tmp_path / "env"
     assert data.data_root(tmp_path / "arg") == tmp_path / "arg"
     monkeypatch.delenv("METRIC_CACHE")
-    assert data.cache_dir() == tmp_path / "runs" / "data_cache"
+    monkeypatch.delenv("METRIC_RUNS", raising=False)
+    # the repository's runs/, not the working directory's (see test_data_reliability.py)
+    assert data.cache_dir() == Path(__file__).resolve().parent.parent / "runs" / "data_cache"
 
 
 # --------------------------------------------------------------------------- Omniglot

@@ -1,0 +1,10 @@
+"""The study's configuration error, in a module with no imports of its own.
+
+`lib.config` re-exports it (`from lib.config import ConfigError` is the same class), and
+modules that lib.config itself uses, such as lib.components, import it from here, so that
+the import graph stays acyclic.
+"""
+
+
+class ConfigError(ValueError):
+    """A parameter file or override that does not fit the schema."""
