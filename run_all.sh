@@ -3,6 +3,8 @@
 # order with papermill, and write executed notebooks to reports/<profile>/ and figures to
 # figures/<profile>/. Results are cached in runs/, so a second run is fast.
 #   ./run_all.sh [--profile smoke|quick|full|paper] [--only PATTERN]
+# PATTERN picks the notebooks whose name contains it (letters, digits, _). The notebooks import
+# this checkout's lib even when the virtual environment ($METRIC_VENV) is shared with another.
 set -uo pipefail
 cd "$(dirname "$0")"
 profile=quick
@@ -12,19 +14,55 @@ while [ $# -gt 0 ]; do
     --profile) profile="${2:?--profile needs a value}"; shift 2 ;;
     --profile=*) profile="${1#*=}"; shift ;;
     --only) only="${2:?--only needs a pattern}"; shift 2 ;;
-    -h|--help) sed -n 2,6p "$0"; exit 0 ;;
+    --only=*) only="${1#*=}"; shift ;;
+    -h|--help) sed -n 2,7p "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
+# Names, before anything runs: a profile is a file params/<name>.yaml and names the folders
+# reports/<name>/ and figures/<name>/, so '../x' or 'a/b' must not get as far as a path.
+name_re='^[A-Za-z0-9_]+$'
+[[ "$profile" =~ $name_re ]] || { echo "run_all.sh: bad profile name '$profile': a profile is a name such as smoke or quick (letters, digits, _), not a path" >&2; exit 2; }
 [ -f "params/$profile.yaml" ] || { echo "run_all.sh: no profile '$profile'; have: $(ls params | sed 's/.yaml//' | tr '\n' ' ')" >&2; exit 2; }
+if [ -n "$only" ]; then
+  [[ "$only" =~ $name_re ]] || { echo "run_all.sh: bad --only pattern '$only': letters, digits and _ only (a part of a notebook's name, such as 06 or mining)" >&2; exit 2; }
+  matches=0
+  for nb in notebooks/[0-9]*.ipynb; do [[ "$(basename "$nb")" == *$only* ]] && matches=$((matches + 1)); done
+  [ "$matches" -gt 0 ] || { echo "run_all.sh: no notebook matches --only '$only'; have: $(cd notebooks && ls [0-9]*.ipynb | tr '\n' ' ')" >&2; exit 2; }
+fi
 
+# This checkout's lib, first: a venv installed editable (pip install -e) from another checkout
+# maps `import lib` to that checkout, whose figures and runs the notebooks would then write.
+here="$(pwd -P)"
+export METRIC_REPO="$here"
+export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
 bash scripts/setup_env.sh || exit 1
 source scripts/data_env.sh
 export PYTHONUNBUFFERED=1
-py=.venv/bin/python
+py="${METRIC_VENV:-.venv}/bin/python"
+# The kernel papermill starts (the python of the python3 kernelspec, run from notebooks/ as
+# --cwd notebooks does, with this environment) must import this checkout's lib.
+kernel_py="$("$py" -c '
+import sys
+from jupyter_client.kernelspec import KernelSpecManager
+cmd = KernelSpecManager().get_kernel_spec("python3").argv[0]
+# jupyter_client runs a kernelspec whose command is plain "python" with its own interpreter
+print(sys.executable if cmd in {"python", "python3", "python%d.%d" % sys.version_info[:2]} else cmd)')" || {
+  echo "run_all.sh: cannot find the python3 kernel of $py (rerun: bash scripts/setup_env.sh)" >&2; exit 1; }
+want="$here/lib/__init__.py"
+got="$(cd notebooks && "$kernel_py" -c 'import lib, os; print(os.path.realpath(lib.__file__))' 2>&1)"
+if [ "$got" != "$want" ]; then
+  echo "run_all.sh: the notebooks' kernel ($kernel_py, from notebooks/) imports lib as:" >&2
+  echo "  ${got//$'\n'/$'\n'  }" >&2
+  echo "  not from this checkout's $want: its figures and runs would go to the wrong checkout." >&2
+  echo "  Fix: give this checkout its own environment (METRIC_VENV=$here/.venv bash scripts/setup_env.sh," >&2
+  echo "  then rerun), or remove what shadows it (PYTHONPATH, a 'python3' kernelspec: jupyter kernelspec list)." >&2
+  exit 1
+fi
 # Check the profile before spending minutes on notebooks.
-$py -c "from lib.config import load_profile; load_profile('$profile')" || exit 2
+"$py" -c "from lib.config import load_profile; load_profile('$profile')" || exit 2
 
+had_cache="$([ -n "$(ls -A "${METRIC_RUNS:-runs}" 2>/dev/null | grep -v '^data_cache$')" ] && echo yes || echo no)"
 out="reports/$profile"
 mkdir -p "$out" "figures/$profile"
 failed=()
@@ -36,7 +74,7 @@ for nb in notebooks/[0-9]*.ipynb; do
   echo "=== $name ($profile)"
   start=$SECONDS
   tmp="$out/.partial-$name"
-  if $py -m papermill "$nb" "$tmp" -p profile "$profile" --cwd notebooks --kernel python3 --progress-bar --log-level WARNING; then
+  if "$py" -m papermill "$nb" "$tmp" -p profile "$profile" --cwd notebooks --kernel python3 --progress-bar --log-level WARNING; then
     mv "$tmp" "$out/$name"
     rm -f "$out/FAILED-$name"
     summary+=("ok      $(( SECONDS - start ))s  $name")
@@ -48,13 +86,21 @@ for nb in notebooks/[0-9]*.ipynb; do
     summary+=("FAILED  $(( SECONDS - start ))s  $name  (see $out/FAILED-$name)")
   fi
 done
+total=$(( SECONDS - start_all ))
 echo
-echo "Summary — profile $profile, $(( SECONDS - start_all ))s in all:"
+echo "Summary — profile $profile, ${total}s in all:"
 printf '  %s\n' "${summary[@]}"
+# The profile's time budget (params budget_minutes), met from an empty run cache on 2 CPU cores.
+budget="$("$py" -c "from lib.config import load_profile; print(load_profile('$profile').budget_minutes or '')")"
+if [ -n "$budget" ] && [ -z "$only" ]; then
+  cold="$([ "$had_cache" = yes ] && echo "with runs cached before this call" || echo "from an empty run cache")"
+  state="$([ "$total" -le $(( budget * 60 )) ] && echo within || echo OVER)"
+  echo "Budget: ${total}s of ${budget} min ($(( budget * 60 ))s) for profile $profile, $cold, $(nproc) CPU cores: $state"
+fi
 echo "Executed notebooks: $out/   Figures: figures/$profile/"
 # The figure index, also after failures (it lists the failed chapters); a problem writing it is
 # reported but does not change the exit status, which stays the notebooks' verdict.
-if index="$($py -m lib.report "$profile")"; then
+if index="$("$py" -m lib.report "$profile")"; then
   echo "Figure index: $index"
 else
   echo "run_all.sh: could not write the figure index (figures/$profile/index.html)" >&2

@@ -37,7 +37,9 @@ import torch
 from PIL import Image
 
 from lib import data as data_lib
-from lib import train
+from lib import trainer as trainer_lib
+from lib.splits import Splits
+from lib.trainer import Trainer
 from lib.config import ConfigError, load_profile, parse_assignment
 
 GOAL_IMAGES_PER_SECOND = 1500
@@ -113,7 +115,7 @@ def _with_classes(cfg, n_classes: int):
 # --------------------------------------------------------------------------- the two inputs
 
 
-def synthetic_trainer(cfg, args) -> train.Trainer:
+def synthetic_trainer(cfg, args) -> Trainer:
     """(a): random uint8 images in memory, at least 4 batches' worth, m per class."""
     m, size = cfg.sampler.m, args.image_size
     n = max(4 * cfg.train.batch_size, min(args.steps * cfg.train.batch_size, 1024))
@@ -121,7 +123,7 @@ def synthetic_trainer(cfg, args) -> train.Trainer:
     labels = np.arange(n) % n_classes
     images = np.random.default_rng(0).integers(0, 256, (n, 3, size, size), dtype=np.uint8)
     split = data_lib.Split(labels, pd.DataFrame({"label": labels}), images, None, (size, size), channels=3)
-    return train.Trainer(_with_classes(cfg, n_classes), splits=train.Splits(split, split, split, 3), progress=False)
+    return Trainer(_with_classes(cfg, n_classes), splits=Splits(split, split, split, 3), progress=False)
 
 
 def beluga_photos(count: int, pixels: int) -> Path:
@@ -164,23 +166,23 @@ def beluga_photos(count: int, pixels: int) -> Path:
     return folder
 
 
-def jpeg_trainer(cfg, folder: Path) -> train.Trainer:
+def jpeg_trainer(cfg, folder: Path) -> Trainer:
     """(b): the `csv` data set over the photos: file paths, decoded by DataLoader workers."""
     n_classes = pd.read_csv(folder / "labels.csv", dtype=str)["label"].nunique()
     cfg = _with_classes(cfg.with_overrides({
         "data.name": "csv", "data.root": str(folder), "data.max_train_images": None,
         "data.options": {"path": "labels.csv", "test_fraction": 0.1},
     }), n_classes)
-    return train.Trainer(cfg, progress=False)
+    return Trainer(cfg, progress=False)
 
 
 # --------------------------------------------------------------------------- measuring
 
 
-def measure(trainer: train.Trainer, args) -> dict:
+def measure(trainer: Trainer, args) -> dict:
     """A warm-up epoch, then one timed epoch of --steps through Trainer.train_epoch."""
     first_batch = {}
-    original = train.iterate_batches
+    original = trainer_lib.iterate_batches
 
     def timed(*a, **kw):  # when the first batch arrives: worker start-up + its decoding
         for i, item in enumerate(original(*a, **kw)):
@@ -188,7 +190,7 @@ def measure(trainer: train.Trainer, args) -> dict:
                 first_batch["t"] = time.perf_counter()
             yield item
 
-    train.iterate_batches = timed
+    trainer_lib.iterate_batches = timed
     try:
         trainer.steps = max(1, args.warmup)
         trainer.train_epoch(0)
@@ -202,7 +204,7 @@ def measure(trainer: train.Trainer, args) -> dict:
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - start
     finally:
-        train.iterate_batches = original
+        trainer_lib.iterate_batches = original
     images = args.steps * trainer.cfg.train.batch_size
     startup = first_batch["t"] - start
     return {
@@ -217,7 +219,7 @@ def measure(trainer: train.Trainer, args) -> dict:
     }
 
 
-def decode_rate(trainer: train.Trainer, batches: int = 2) -> float:
+def decode_rate(trainer: Trainer, batches: int = 2) -> float:
     """Images/second one process decodes (read + resize + crop), for sizing --workers."""
     split, bs = trainer.splits.train, trainer.cfg.train.batch_size
     idx = np.arange(min(len(split), batches * bs))

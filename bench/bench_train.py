@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from lib.config import load_profile
-from lib.train import Trainer, make_batches
+from lib.batching import make_batches
+from lib.trainer import Trainer
 
 
 def main() -> None:
@@ -35,7 +36,7 @@ def main() -> None:
     trainer = Trainer(cfg, progress=False)
     np.random.seed(0)
     batches = make_batches(cfg, trainer.splits.train.labels, args.steps)
-    inputs = [trainer._prepare(trainer.splits.train.read(b), None if trainer.splits.train.extra_channel is None
+    inputs = [trainer.prepare(trainer.splits.train.read(b), None if trainer.splits.train.extra_channel is None
                                else torch.from_numpy(trainer.splits.train.extra_channel[b]), augment=False)
               for b in batches]
     model = trainer.model
@@ -44,7 +45,7 @@ def main() -> None:
         model.train()
         start = time.perf_counter()
         for x in inputs:
-            with trainer._autocast():
+            with trainer.autocast():
                 out = model(x)
             out.float().square().mean().backward()
             model.zero_grad(set_to_none=True)
@@ -97,7 +98,7 @@ def breakdown(trainer: Trainer, batches, inputs, repeats: int = 20) -> dict[str,
         return 1000 * (time.perf_counter() - start) / repeats
 
     return {
-        "read+augment": ms(lambda: trainer._prepare(split.read(idx), extra, augment=True)),
+        "read+augment": ms(lambda: trainer.prepare(split.read(idx), extra, augment=True)),
         "miner": ms(lambda: trainer.miner(emb, labels)) if trainer.miner is not None else 0.0,
         "loss fwd+bwd": ms(lambda: trainer.loss_fn(emb, labels, tuples).backward()),
         "optimizer step": ms(trainer.optimizer.step),

@@ -1,32 +1,43 @@
-"""Result cache: one folder per run under runs/, keyed by configuration and code.
+"""Result cache: one folder per run under runs/, keyed by what determines its numbers.
 
-A run's key hashes its fully resolved configuration and the code (comments and
-docstrings stripped) of the lib modules that train and evaluate, not the plotting
-code: an edit that can change a number invalidates the cache, while an edit to a
-figure, a comment or a docstring does not.
-Every file is written to a temporary name and renamed into place; `complete.json`
-is written last, so a folder without it is never mistaken for a finished run.
+A run's key hashes its fully resolved configuration, the fingerprint of the data files it
+reads, the versions of the libraries that compute it (torch, pytorch-metric-learning, timm,
+faiss, numpy) and the *behaviour version* of each lib module on a run's path. A refactor
+(a rename, a moved function, a comment) keeps every cached run; a change that can alter a
+number bumps its module's version in lib/behaviour.json, which changes the key.
+tests/test_cache_key.py fails when a module's code changes and its entry was not updated:
+
+    python -m lib.cache record              # a pure refactor: accept the new code as is
+    python -m lib.cache record --bump train # a behaviour change: new keys for every run
+
+Every file is written to a temporary name and renamed into place; `complete.json` is written
+last, and a folder whose result files cannot all be read counts as not run.
 """
 from __future__ import annotations
 
+import argparse
 import ast
 import hashlib
 import io
 import json
 import os
+import sys
 import tempfile
+import time
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from lib.config import REPO_ROOT
-
-# The modules whose code decides a run's numbers.
-CODE_MODULES = ("augment", "cache", "components", "config", "data", "divide", "evaluate", "miners", "models",
-                "train")
+LIB_DIR = Path(__file__).resolve().parent
+REPO_ROOT = LIB_DIR.parent
+BEHAVIOUR_FILE = LIB_DIR / "behaviour.json"
+# The libraries whose versions can change a number.
+LIBRARIES = ("torch", "pytorch-metric-learning", "timm", "faiss-cpu", "numpy")
+STALE_TEMP_SECONDS = 60  # a temporary file older than this belongs to a killed writer
 
 
 def runs_dir() -> Path:
@@ -34,8 +45,7 @@ def runs_dir() -> Path:
 
 
 def normalized_source(source: str) -> str:
-    """The code of a module without its comments, docstrings and layout, so an edit that
-    only rewords or reformats does not invalidate hours of cached runs."""
+    """The code of a module without its comments, docstrings and layout."""
     tree = ast.parse(source)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
@@ -45,19 +55,40 @@ def normalized_source(source: str) -> str:
     return ast.dump(tree, annotate_fields=False)
 
 
-@lru_cache(maxsize=1)
-def code_hash() -> str:
+def module_files(module: str) -> list[Path]:
+    """A module's source files: lib/<module>.py, or every file of the package lib/<module>/."""
+    package = LIB_DIR / module
+    return sorted(package.glob("*.py")) if package.is_dir() else [LIB_DIR / f"{module}.py"]
+
+
+def code_fingerprint(module: str) -> str:
     h = hashlib.sha256()
-    lib_dir = Path(__file__).resolve().parent
-    for module in CODE_MODULES:
-        path = lib_dir / f"{module}.py"
-        h.update(module.encode())
-        h.update(normalized_source(path.read_text()).encode() if path.exists() else b"")
+    for path in module_files(module):
+        h.update(path.name.encode())
+        h.update(normalized_source(path.read_text()).encode())
     return h.hexdigest()[:12]
 
 
-def run_key(config: dict) -> str:
-    payload = json.dumps(config, sort_keys=True, default=str) + code_hash()
+def behaviour() -> dict[str, dict]:
+    """{module: {"version": n, "code": fingerprint}} for every module on a run's path."""
+    return json.loads(BEHAVIOUR_FILE.read_text())
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def run_key(config: dict, data_fingerprint: str = "") -> str:
+    payload = json.dumps({"config": config, "data": data_fingerprint, "libraries": library_versions(),
+                          "behaviour": {m: e["version"] for m, e in sorted(behaviour().items())}},
+                         sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -80,7 +111,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.floating, np.integer)):
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
         return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
@@ -104,12 +135,13 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> None:
 
 
 class RunDir:
-    """The folder of one run: config.json, history.jsonl, checkpoint.pt, embeddings.npz,
+    """The folder of one run: config.json, checkpoint.pt, embeddings.npz, history.json,
     metrics.json and, last, complete.json."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, data_fingerprint: str = ""):
         self.config = config
-        self.key = run_key(config)
+        self.data_fingerprint = data_fingerprint
+        self.key = run_key(config, data_fingerprint)
         self.path = runs_dir() / self.key
 
     def file(self, name: str) -> Path:
@@ -117,19 +149,58 @@ class RunDir:
 
     @property
     def complete(self) -> bool:
-        return self.file("complete.json").exists()
+        return self.load_result() is not None
+
+    def load_result(self) -> tuple[dict, "Any"] | None:
+        """(metrics, history DataFrame) of a finished run, or None when the run is not finished
+        or any of its result files cannot be read: such a run is recomputed, never served."""
+        import pandas as pd
+
+        if not self.file("complete.json").exists():
+            return None
+        try:
+            stamp = read_json(self.file("complete.json"))
+            metrics = read_json(self.file("metrics.json"))
+            history = read_json(self.file("history.json"))
+            if stamp.get("key") != self.key or not isinstance(metrics, dict) or not isinstance(history, list):
+                raise ValueError("inconsistent result files")
+            if self.config.get("eval", {}).get("save_embeddings") and not self._arrays_readable():
+                raise ValueError("embeddings.npz unreadable")
+        except (OSError, ValueError) as exc:
+            print(f"cache: run {self.key} has an unreadable result ({exc}); recomputing it", file=sys.stderr)
+            self.file("complete.json").unlink(missing_ok=True)
+            return None
+        return metrics, pd.DataFrame(history)
+
+    def _arrays_readable(self) -> bool:
+        path = self.file("embeddings.npz")
+        if not path.exists():
+            return False
+        try:
+            with np.load(path) as archive:
+                return all(archive[name].size >= 0 for name in archive.files)
+        except Exception:  # zipfile.BadZipFile, EOFError, ValueError: a damaged archive
+            return False
 
     def start(self) -> None:
-        write_json(self.file("config.json"), {"config": self.config, "code_hash": code_hash()})
+        self.path.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        for tmp in self.path.glob(".*.tmp"):  # left by a writer killed mid-write
+            if now - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
+                tmp.unlink(missing_ok=True)
+        write_json(self.file("config.json"), {"config": self.config, "data_fingerprint": self.data_fingerprint,
+                                              "libraries": library_versions(), "behaviour": behaviour()})
         self.file("failed.json").unlink(missing_ok=True)
 
     def load_checkpoint(self) -> dict | None:
         path = self.file("checkpoint.pt")
         if not path.exists():
             return None
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception:  # a checkpoint that cannot be read is recomputed, not trusted
+        try:  # weights_only: a planted or damaged checkpoint cannot run code, only fail to load
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            print(f"cache: checkpoint of run {self.key} cannot be read ({type(exc).__name__}); "
+                  "training from the start", file=sys.stderr)
             path.unlink(missing_ok=True)
             return None
 
@@ -141,7 +212,37 @@ class RunDir:
             save_arrays(self.file("embeddings.npz"), **arrays)
         write_json(self.file("history.json"), history)
         write_json(self.file("metrics.json"), metrics)
-        write_json(self.file("complete.json"), {"key": self.key, "code_hash": code_hash()})
+        write_json(self.file("complete.json"), {"key": self.key})
 
     def fail(self, record: dict) -> None:
         write_json(self.file("failed.json"), record)
+
+
+def record_behaviour(bump: list[str]) -> dict[str, dict]:
+    """Write the current code fingerprints into lib/behaviour.json, bumping the named modules."""
+    entries = behaviour() if BEHAVIOUR_FILE.exists() else {}
+    unknown = set(bump) - set(entries)
+    if unknown:
+        raise SystemExit(f"unknown module(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(entries))}")
+    for module, entry in entries.items():
+        entry["code"] = code_fingerprint(module)
+        if module in bump:
+            entry["version"] += 1
+    BEHAVIOUR_FILE.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
+    return entries
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lib.cache", description="Record lib modules' behaviour versions.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record", help="accept the current code of every module (pure refactor)")
+    rec.add_argument("--bump", nargs="*", default=[], metavar="MODULE",
+                     help="modules whose change can alter a number: their version goes up")
+    args = parser.parse_args(argv)
+    for module, entry in record_behaviour(args.bump).items():
+        print(f"{module:12s} version {entry['version']}  code {entry['code']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

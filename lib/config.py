@@ -214,7 +214,7 @@ class TrainConfig(_Model):
     seed: NonNegInt = 0
     device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
     amp: StrictBool = True  # bf16 autocast, on CUDA only
-    channels_last: StrictBool = True  # on CUDA only
+    channels_last: StrictBool = True  # channels-last memory format (CPU and CUDA)
     compile: StrictBool = False
     num_workers: NonNegInt = 0  # DataLoader workers for file-based data sets
     threads: PosInt | None = None  # torch CPU threads; None: torch's default
@@ -415,6 +415,7 @@ assert tuple(f.alias or n for n, f in Chapters.model_fields.items()) == CHAPTER_
 class Profile(_Model):
     name: ProfileName
     description: StrictStr = ""
+    budget_minutes: Union[PosInt, None] = None  # what run_all.sh may take from an empty cache on 2 CPU cores
     seeds: List[NonNegInt] = Field(default_factory=lambda: [0], min_length=1)
     base: RunLayer = Field(default_factory=dict)
     datasets: dict[DatasetName, RunLayer] = Field(default_factory=dict)  # name -> run overlay

@@ -6,7 +6,7 @@ batches drawn from cluster k only and its loss sees only slice k, each slice L2-
 on its own. Every M epochs the data are re-clustered and the new clusters are matched to
 the learners with the Hungarian algorithm, so each learner keeps most of its data. The
 last `finetune_epochs` train the whole embedding as a single learner. The trainer
-(`lib.train.Trainer`) calls these functions; evaluation always uses the full embedding.
+(`lib.trainer.Trainer`) calls these functions; evaluation always uses the full embedding.
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def learner_batches(cfg: RunConfig, labels: np.ndarray, assignment: np.ndarray, 
                     make_batches: Callable[[RunConfig, np.ndarray, int], list[np.ndarray]]) -> list[tuple[int, np.ndarray]]:
     """One epoch of (learner, batch indices): each step's learner is drawn in proportion to
     its cluster's size, and its batch is drawn from that cluster by the run's sampler
-    (`make_batches`, lib.train's). Uses numpy's global RNG, which the trainer seeds per
+    (`make_batches`, lib.batching's). Uses numpy's global RNG, which the trainer seeds per
     epoch, so a resumed run is identical."""
     k = cfg.divide.clusters
     sizes = np.bincount(assignment[assignment >= 0], minlength=k).astype(float)

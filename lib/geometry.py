@@ -66,7 +66,7 @@ def negative_gradient_variance(trainer, split, pairs: int = 600, augmentations: 
             images = split.read(idx)
             extra = None if split.extra_channel is None else torch.from_numpy(split.extra_channel[idx])
             trainer.generator = generator
-            x = trainer._prepare(images, extra, augment=True)
+            x = trainer.prepare(images, extra, augment=True)
             emb.append(F.normalize(trainer.model.embed(x).float(), dim=1))
         diff = emb[1] - emb[0]
         d = diff.norm(dim=1, keepdim=True).clamp(min=1e-12)

@@ -7,6 +7,7 @@ setting, `seeds` and `<metric> mean` / `<metric> sd` over seeds; the ledger trai
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 from scipy import stats
@@ -20,9 +21,24 @@ class LedgerError(RuntimeError):
     pass
 
 
+def check_chapter_ran(profile: str, chapter: str, root=None) -> None:
+    """Refuse a chapter whose last run failed: run_all.sh leaves reports/<profile>/FAILED-<chapter>.ipynb
+    (and removes it when the chapter next succeeds), and the tables in figures/<profile>/ are then
+    an older run's, or a half-finished one's. A report of a success newer than the FAILED file
+    (a notebook rerun outside run_all.sh) counts as the last run."""
+    reports = Path(root or REPO_ROOT) / "reports" / profile
+    failed, ok = reports / f"FAILED-{chapter}.ipynb", reports / f"{chapter}.ipynb"
+    if failed.exists() and not (ok.exists() and ok.stat().st_mtime > failed.stat().st_mtime):
+        raise LedgerError(f"chapter {chapter} failed in its last run in the {profile} profile (see {failed}); the "
+                          f"ledger will not read its tables in figures/{profile}/, which are an older run's or the "
+                          f"failed run's. Rerun it: `./run_all.sh --profile {profile} --only {chapter}`")
+
+
 def read_table(profile: str, chapter: str, name: str = "results", root=None) -> pd.DataFrame:
-    """A chapter's saved table as plain columns; a clear error naming the command that writes it."""
-    path = (root or REPO_ROOT) / "figures" / profile / f"{chapter}-{name}.csv"
+    """A chapter's saved table as plain columns; a clear error naming the command that writes it,
+    or the chapter's failed run (`check_chapter_ran`)."""
+    check_chapter_ran(profile, chapter, root)
+    path = Path(root or REPO_ROOT) / "figures" / profile / f"{chapter}-{name}.csv"
     if not path.exists():
         raise LedgerError(f"{path} is missing: run `./run_all.sh --profile {profile} --only {chapter}` first "
                           "(the ledger only reads what the chapters measured)")

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,8 +19,21 @@ from lib.cache import write_json
 from lib.config import REPO_ROOT, ConfigError, Profile, RunConfig, load_profile
 
 
+def check_checkout() -> None:
+    """Refuse to run when $METRIC_REPO (the checkout run_all.sh / run_tests.sh was started from)
+    is not the checkout this `lib` was imported from: a virtual environment installed editable
+    from another checkout imports that one's lib, and the chapter would write its figures there."""
+    wanted = os.environ.get("METRIC_REPO")
+    if wanted and Path(wanted).resolve() != REPO_ROOT.resolve():
+        raise RuntimeError(f"lib was imported from the checkout {REPO_ROOT}, but METRIC_REPO says this run belongs to "
+                           f"{Path(wanted).resolve()}: its figures and runs would go to the wrong checkout. Run "
+                           f"with PYTHONPATH={Path(wanted).resolve()} (run_all.sh does), or give that checkout its own "
+                           "environment (METRIC_VENV=<checkout>/.venv bash scripts/setup_env.sh)")
+
+
 class Chapter:
     def __init__(self, name: str, profile: str = "quick", overrides: dict | None = None):
+        check_checkout()
         self.name = name
         self.profile: Profile = load_profile(profile, overrides)
         self.settings = self.profile.chapter(name)

@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from lib import divide, train
+from lib.batching import make_batches
+from lib.trainer import Trainer
 from lib.config import ConfigError, ModelConfig, load_profile
 from lib.models import EmbeddingNet
 
@@ -41,7 +43,7 @@ def test_gradients_reach_only_the_active_slice():
 
 
 def test_an_adam_step_moves_only_the_active_learner(runs):
-    trainer = train.Trainer(tiny_dnc(train__steps_per_epoch=1), progress=False)
+    trainer = Trainer(tiny_dnc(train__steps_per_epoch=1), progress=False)
     before = head_slices(trainer.model)
     record = trainer.train_epoch(0)  # one step: one learner
     after = head_slices(trainer.model)
@@ -52,7 +54,7 @@ def test_an_adam_step_moves_only_the_active_learner(runs):
 
 def test_final_phase_trains_the_whole_embedding(runs):
     cfg = tiny_dnc(train__steps_per_epoch=1, train__epochs=2, divide__finetune_epochs=1)
-    trainer = train.Trainer(cfg, progress=False)
+    trainer = Trainer(cfg, progress=False)
     trainer.train_epoch(0)
     before = head_slices(trainer.model)
     record = trainer.train_epoch(1)  # the last epoch: K = 1 on the full embedding
@@ -97,7 +99,7 @@ def test_learner_batches_stay_inside_their_cluster(runs):
     labels = np.repeat(np.arange(40), 5)
     assignment = divide.drop_singletons(labels % 4, labels)
     np.random.seed(0)
-    batches = divide.learner_batches(cfg, labels, assignment, 12, train.make_batches)
+    batches = divide.learner_batches(cfg, labels, assignment, 12, make_batches)
     assert len(batches) == 12
     for learner, idx in batches:
         assert (assignment[idx] == learner).all()
@@ -112,7 +114,7 @@ def test_dnc_run_end_to_end_and_resume_restores_the_clusters(runs):
     assert 0 <= h.cluster_kept_fraction.iloc[1] <= 1
     assert result.arrays["test_embeddings"].shape[1] == cfg.model.embedding_dim
     assert set(np.unique(result.arrays["train_sample_learner"])) <= {-1, 0, 1, 2, 3}
-    trainer = train.Trainer(cfg, progress=False)
+    trainer = Trainer(cfg, progress=False)
     state = torch.load(result.path / "checkpoint.pt", weights_only=False)
     trainer.restore(state)
     np.testing.assert_array_equal(trainer.assignment, state["assignment"])

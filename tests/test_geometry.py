@@ -36,12 +36,12 @@ def test_pairwise_distances_normalise_rows():
 
 @pytest.mark.parametrize("augment, zero", [("none", True), ("omniglot", False)])
 def test_gradient_variance_comes_from_augmentation_noise(augment, zero, tmp_path, monkeypatch):
-    from lib import train
+    from lib.trainer import Trainer
     from lib.config import load_profile
 
     monkeypatch.setenv("METRIC_RUNS", str(tmp_path))
     cfg = load_profile("smoke").run_config("omniglot", data__augment=augment, model__backbone="convnet")
-    trainer = train.Trainer(cfg, progress=False)
+    trainer = Trainer(cfg, progress=False)
     g = geometry.negative_gradient_variance(trainer, trainer.splits.test, pairs=30, augmentations=3)
     assert g["distance"].shape == g["variance"].shape == (30,)
     assert ((g["distance"] > 0) & (g["distance"] <= 2)).all()

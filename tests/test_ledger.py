@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from lib import ledger
 from lib.cache import run_key
-from lib.config import ConfigError
+from lib.config import REPO_ROOT, ConfigError
 from lib.study import Chapter, borrowed_config, difference, divide_setting, metric_table, paired_difference
 
 
@@ -96,3 +97,44 @@ def test_borrowed_recipes_hit_the_other_chapters_runs() -> None:
         borrowed_config({"chapter": "03_distance_weighted", "settings": ["methods", "nope"]}, "quick", None, "beluga")
     with pytest.raises(ConfigError, match="borrowed recipe"):
         borrowed_config({"chapter": "03_distance_weighted"}, "quick", None, "beluga")
+
+
+def test_ledger_refuses_tables_of_a_chapter_whose_last_run_failed(tmp_path, monkeypatch) -> None:
+    """Probe: after chapter 1 failed, chapter 6 read figures/<profile>/01_x-*.csv, an older run's
+    tables, without a word. run_all.sh leaves reports/<profile>/FAILED-<notebook> for it."""
+    table = _saved({"a": _runs([0.1, 0.2])}, tmp_path)
+    reports = tmp_path / "reports" / "p"
+    reports.mkdir(parents=True)
+    failed = reports / "FAILED-01_x.ipynb"
+    failed.write_text("{}")
+    monkeypatch.setattr(ledger, "REPO_ROOT", tmp_path)  # the notebook's call: read_table(source, chapter, name)
+    for call in (lambda: ledger.read_table("p", "01_x"), lambda: ledger.read_table("p", "01_x", root=tmp_path)):
+        with pytest.raises(ledger.LedgerError) as err:
+            call()
+        message = str(err.value)
+        assert "chapter 01_x failed" in message and str(failed) in message
+        assert "./run_all.sh --profile p --only 01_x" in message
+    # a report older than the failure is the run before it: still refused
+    ok = reports / "01_x.ipynb"
+    ok.write_text("{}")
+    os.utime(ok, (failed.stat().st_mtime - 60,) * 2)
+    with pytest.raises(ledger.LedgerError, match="failed"):
+        ledger.read_table("p", "01_x")
+    # a success after the failure (a rerun that did not go through run_all.sh) is the last run
+    os.utime(ok, (failed.stat().st_mtime + 60,) * 2)
+    pd.testing.assert_frame_equal(ledger.read_table("p", "01_x"), table)
+    # other chapters and other profiles are unaffected
+    ok.unlink()
+    (tmp_path / "figures" / "q").mkdir()
+    (tmp_path / "figures" / "p" / "01_x-results.csv").rename(tmp_path / "figures" / "q" / "01_x-results.csv")
+    assert len(ledger.read_table("q", "01_x")) == 1
+
+
+def test_the_claims_ledger_reads_every_table_through_read_table() -> None:
+    """The failed-chapter check lives in ledger.read_table: chapter 6 must not read a csv another way."""
+    import json
+
+    notebook = json.loads((REPO_ROOT / "notebooks" / "06_claims_ledger.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
+    assert "ledger.read_table(" in code
+    assert "read_csv" not in code and ".csv" not in code

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from lib import cache, train
+from lib import cache, train, trainer as trainer_lib
 from lib.config import load_profile
 from lib.evaluate import embedding_spread
 
@@ -53,12 +53,11 @@ def test_run_records_diagnostics_and_caches(runs):
     np.testing.assert_array_equal(again.arrays["test_embeddings"], first.arrays["test_embeddings"])
 
 
-def test_key_changes_with_config_and_code(runs, monkeypatch):
+def test_key_changes_with_config_and_data(runs):
     cfg = tiny()
-    key = cache.run_key(cfg.to_dict())
-    assert cache.run_key(cfg.with_overrides({"optim.lr": 0.01}).to_dict()) != key
-    monkeypatch.setattr(cache, "code_hash", lambda: "other-code")
-    assert cache.run_key(cfg.to_dict()) != key
+    key = train.run_dir_for(cfg).key
+    assert train.run_dir_for(cfg.with_overrides({"optim.lr": 0.01})).key != key
+    assert cache.run_key(cfg.to_dict(), "another-data-fingerprint") != key
 
 
 def test_same_seed_same_numbers_on_cpu(tmp_path, monkeypatch):
@@ -76,7 +75,7 @@ def test_same_seed_same_numbers_on_cpu(tmp_path, monkeypatch):
 def test_nan_loss_stops_without_caching(runs, monkeypatch):
     cfg = tiny()
 
-    original = train.build_loss
+    original = trainer_lib.build_loss
 
     class NanLoss(torch.nn.Module):
         def __init__(self, inner):
@@ -86,10 +85,10 @@ def test_nan_loss_stops_without_caching(runs, monkeypatch):
         def forward(self, *args, **kwargs):
             return self.inner(*args, **kwargs) * float("nan")
 
-    monkeypatch.setattr(train, "build_loss", lambda c, d: NanLoss(original(c, d)))
+    monkeypatch.setattr(trainer_lib, "build_loss", lambda c, d: NanLoss(original(c, d)))
     with pytest.raises(train.TrainingDiverged, match="loss became nan at epoch 1, step 1.*lower optim.lr"):
         train.run(cfg, progress=False)
-    run_dir = cache.RunDir(cfg.to_dict())
+    run_dir = train.run_dir_for(cfg)
     assert run_dir.file("failed.json").exists()
     assert not run_dir.complete
 
@@ -133,7 +132,7 @@ def test_sigkill_then_resume_matches_uninterrupted(runs, tmp_path):
     proc.wait()
     run_dir = checkpoint.parent
     assert not (run_dir / "complete.json").exists()
-    saved_epoch = torch.load(checkpoint, weights_only=False)["epoch"]
+    saved_epoch = torch.load(checkpoint, weights_only=True)["epoch"]
     assert saved_epoch < 2
     resumed = _cli(args, env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

@@ -1,0 +1,85 @@
+"""Scoring a trained model on held-out images: the Trainer embeds, `lib.evaluate` computes the
+metrics, this module says which metrics a run records and when.
+
+    metrics, emb, loss_side = score(trainer, splits.test, final=True)
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from lib import data as data_lib
+from lib import evaluate
+from lib.batching import iterate_batches, make_batches
+from lib.trainer import Trainer
+
+COLLAPSE_RULE = (
+    "collapsed = the spread ratio (mean pairwise distance / (2 x RMS norm)) of the held-out "
+    "embeddings, in the evaluation space or in the space the loss sees (they differ when a "
+    "projector is dropped at test), is below eval.collapse_threshold (0.05 by default): every "
+    "image has been mapped to nearly the same point. Random unit vectors give ~0.7."
+)
+FINAL_ONLY = ("nmi", "oneshot_accuracy")  # too slow to compute every epoch
+
+
+def score(trainer: Trainer, split: data_lib.Split, final: bool) -> tuple[dict, np.ndarray, np.ndarray | None]:
+    """Metrics, evaluation embeddings and, when a projector is dropped at test, the embeddings
+    the loss sees (else None). `final` adds NMI and Lake's one-shot accuracy."""
+    cfg, model = trainer.cfg, trainer.model
+    start = time.perf_counter()
+    emb = trainer.embed(split)
+    metrics = evaluate.retrieval_metrics(emb, split.labels, recall_ks=tuple(cfg.eval.recall_ks),
+                                         nmi=cfg.eval.nmi and final)
+    spread = evaluate.embedding_spread(emb)
+    metrics.update(spread)
+    metrics["loss_space_spread_ratio"] = spread["spread_ratio"]
+    loss_side = None
+    if model.projector is not None and not model.projector_at_test:
+        loss_side = trainer.embed(split, space="loss")
+        metrics["loss_space_spread_ratio"] = evaluate.embedding_spread(loss_side)["spread_ratio"]
+    worst = min(spread["spread_ratio"], metrics["loss_space_spread_ratio"])
+    metrics["collapsed"] = bool(worst < cfg.eval.collapse_threshold)
+    metrics["val_loss"] = validation_loss(trainer, split)
+    if final and cfg.eval.oneshot:
+        metrics["oneshot_accuracy"] = oneshot_accuracy(trainer)
+    metrics["eval_seconds"] = time.perf_counter() - start
+    return metrics, emb, loss_side
+
+
+def as_epoch_record(metrics: dict) -> dict:
+    """A held-out scoring as the epoch history stores it: val_-prefixed, final-only metrics left out."""
+    return {k if k.startswith("val_") else f"val_{k}": v for k, v in metrics.items() if k not in FINAL_ONLY}
+
+
+@torch.no_grad()
+def validation_loss(trainer: Trainer, split: data_lib.Split, max_batches: int = 20) -> float:
+    """The training loss (with its miner and sampler) on held-out classes, on fixed batches."""
+    cfg = trainer.cfg
+    state = np.random.get_state()
+    np.random.seed(12345)
+    try:
+        steps = min(max_batches, max(1, len(split) // cfg.train.batch_size))
+        batches = make_batches(cfg, split.labels, steps)
+    finally:
+        np.random.set_state(state)
+    trainer.model.eval()
+    values = []
+    for images, extra, labels in iterate_batches(split, batches, cfg.train.num_workers, trainer.cuda):
+        labels = labels.to(trainer.device)
+        with trainer.autocast():
+            emb = trainer.model(trainer.prepare(images, extra, augment=False))
+        emb = emb.float()
+        tuples = trainer.miner(emb, labels) if trainer.miner is not None else None
+        values.append(trainer.loss_fn(emb, labels, tuples))
+    return float(torch.stack(values).mean())
+
+
+def oneshot_accuracy(trainer: Trainer) -> float:
+    """Lake's 20 within-alphabet 20-way one-shot runs, scored by nearest support image."""
+    size = trainer.cfg.data.image_size if isinstance(trainer.cfg.data.image_size, int) else 28
+    runs = data_lib.load_oneshot_runs(trainer.cfg.data.root, image_size=size or 28)
+    support = [trainer.embed_array(run.support) for run in runs]
+    query = [trainer.embed_array(run.query) for run in runs]
+    return evaluate.oneshot_accuracy(support, query, [r.answers for r in runs])

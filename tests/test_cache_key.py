@@ -1,0 +1,75 @@
+"""The run cache's key: what determines the numbers changes it, a refactor does not."""
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from lib import cache
+from lib.config import load_profile
+
+NOT_ON_THE_NUMBERS_PATH = {"cache", "results", "errors"}  # keying, reading results, exception types
+
+
+def test_every_module_on_a_runs_path_has_a_behaviour_version():
+    # A fresh interpreter: lib.train imports every module a run uses, and nothing else.
+    probe = "import sys, lib.train; print(' '.join(n.split('.')[1] for n in sys.modules if n.startswith('lib.')))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=cache.REPO_ROOT)
+    on_path = set(out.stdout.split())
+    assert {"trainer", "scoring", "data"} <= on_path
+    missing = on_path - NOT_ON_THE_NUMBERS_PATH - set(cache.behaviour())
+    assert not missing, f"add {sorted(missing)} to lib/behaviour.json (python -m lib.cache record after adding)"
+
+
+@pytest.mark.parametrize("module", sorted(cache.behaviour()))
+def test_code_changes_are_recorded_with_or_without_a_version_bump(module):
+    recorded = cache.behaviour()[module]["code"]
+    assert cache.code_fingerprint(module) == recorded, (
+        f"lib/{module}'s code changed since lib/behaviour.json was written. If the change can alter a "
+        f"number, run `python -m lib.cache record --bump {module}` (cached runs are recomputed); if it is "
+        f"a pure refactor (rename, move, comment), run `python -m lib.cache record` (they are kept).")
+
+
+@pytest.fixture
+def lib_copy(tmp_path, monkeypatch):
+    copy = tmp_path / "lib"
+    shutil.copytree(cache.LIB_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(cache, "LIB_DIR", copy)
+    monkeypatch.setattr(cache, "BEHAVIOUR_FILE", copy / "behaviour.json")
+    return copy
+
+
+def _key() -> str:
+    return cache.run_key(load_profile("smoke").run_config("omniglot").to_dict(), "data-fingerprint")
+
+
+def test_a_rename_or_move_keeps_the_key_and_a_behaviour_change_alters_it(lib_copy):
+    before = _key()
+    # A pure refactor: rename a helper, and move a function to another module.
+    batching = lib_copy / "batching.py"
+    batching.write_text(batching.read_text().replace("_BatchReader", "_WholeBatchReader"))
+    diagnostics = lib_copy / "diagnostics.py"
+    text = diagnostics.read_text()
+    moved = text[text.index("def count_tuples"):]
+    diagnostics.write_text(text.replace(moved, ""))
+    (lib_copy / "trainer.py").write_text((lib_copy / "trainer.py").read_text() + "\n\n" + moved)
+    changed = {m for m in cache.behaviour() if cache.code_fingerprint(m) != cache.behaviour()[m]["code"]}
+    assert changed == {"batching", "diagnostics", "trainer"}  # the guard test above would ask for a decision
+    cache.record_behaviour(bump=[])  # ... and a refactor is recorded without a bump
+    assert _key() == before
+    # A behaviour change: the margin of the miners' fallback, say; recorded with a bump.
+    miners = lib_copy / "miners.py"
+    miners.write_text(miners.read_text() + "\nFALLBACK_SCALE = 2.0\n")
+    cache.record_behaviour(bump=["miners"])
+    assert _key() != before
+
+
+def test_the_key_follows_config_data_and_library_versions(monkeypatch):
+    cfg = load_profile("smoke").run_config("omniglot")
+    key = cache.run_key(cfg.to_dict(), "data-a")
+    assert cache.run_key(cfg.with_overrides({"optim.lr": 0.01}).to_dict(), "data-a") != key
+    assert cache.run_key(cfg.to_dict(), "data-b") != key
+    other = {**cache.library_versions(), "torch": "0.0"}
+    monkeypatch.setattr(cache, "library_versions", lambda: other)
+    assert cache.run_key(cfg.to_dict(), "data-a") != key
