@@ -416,6 +416,7 @@ class Profile(_Model):
     name: ProfileName
     description: StrictStr = ""
     budget_minutes: Union[PosInt, None] = None  # what run_all.sh may take from an empty cache on 2 CPU cores
+    figure_formats: List[Literal["png", "svg", "pdf"]] = Field(default_factory=lambda: ["png", "svg"], min_length=1)
     seeds: List[NonNegInt] = Field(default_factory=lambda: [0], min_length=1)
     base: RunLayer = Field(default_factory=dict)
     datasets: dict[DatasetName, RunLayer] = Field(default_factory=dict)  # name -> run overlay

@@ -10,7 +10,6 @@ from collections.abc import Iterator, Sequence
 import faiss
 import numpy as np
 from scipy.spatial.distance import pdist
-from sklearn.metrics import normalized_mutual_info_score
 
 __all__ = [
     "embedding_spread",
@@ -129,6 +128,8 @@ def kmeans(x: np.ndarray, n_clusters: int, *, restarts: int = _KMEANS_NREDO, ite
 
 
 def _nmi(x: np.ndarray, labels: np.ndarray, n_clusters: int, seed: int) -> float:
+    from sklearn.metrics import normalized_mutual_info_score  # scikit-learn's import is slow; rarely needed
+
     assignment, _ = kmeans(x, n_clusters, seed=seed)
     return float(normalized_mutual_info_score(labels, assignment))
 

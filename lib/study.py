@@ -69,11 +69,12 @@ class Chapter:
         return {name: self.run_seeds(cfg, **kwargs) for name, cfg in settings.items()}
 
     def save(self, fig, name: str, caption: str = "") -> None:
-        """figures/<profile>/<chapter>-<name>.png and .svg, and a .json with the one-line caption
-        the figure index shows; the notebook shows the figure itself."""
+        """figures/<profile>/<chapter>-<name>.<format> for each of the profile's figure_formats,
+        and a .json with the one-line caption the figure index shows; the notebook shows the
+        figure itself."""
         stem = self.figure_dir / f"{self.name}-{name}"
-        fig.savefig(stem.with_suffix(".png"), dpi=120, bbox_inches="tight")
-        fig.savefig(stem.with_suffix(".svg"), bbox_inches="tight")
+        for fmt in self.profile.figure_formats:
+            fig.savefig(stem.with_suffix(f".{fmt}"), dpi=120, bbox_inches="tight")
         write_json(stem.with_suffix(".json"), {"chapter": self.name, "figure": name, "caption": caption,
                                                "profile": self.profile.name})
 

@@ -29,7 +29,7 @@ from lib.cache import RunDir
 from lib.components import build_distance, build_loss, build_miner, build_optimizer, build_scheduler
 from lib.config import ConfigError, RunConfig
 from lib.diagnostics import EpochStats, Recorder, count_tuples
-from lib.models import EmbeddingNet
+from lib.models import EmbeddingNet, input_normalisation
 from lib.splits import Splits, load_splits
 
 
@@ -104,7 +104,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed input sizes
         self.augment = make_augment(cfg.data.augment).to(self.device)
         pretrained = cfg.model.pretrained and self.splits.train.channels == 3
-        self.mean, self.std = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)) if pretrained else (None, None)
+        self.mean, self.std = input_normalisation(cfg.model.backbone, pretrained) or (None, None)
         self.margin = getattr(self.loss_fn, "margin", None)
         normalized = getattr(self.distance, "normalize_embeddings", False) and cfg.distance.kwargs.get("p", 2) == 2
         self.hist_max = 2.0 if normalized else 4.0
