@@ -228,7 +228,10 @@ class EvalConfig(_Model):
     oneshot: StrictBool = False  # Lake's 20 one-shot runs (Omniglot only)
     batch_size: PosInt = 512
     save_embeddings: StrictBool = True
-    collapse_threshold: Float = Field(0.05, ge=0.0)  # spread ratio under which a run is flagged collapsed
+    contraction_threshold: Float = Field(0.05, ge=0.0)  # spread ratio under which a run is flagged `contracted`
+    # per-epoch validation on the first classes holding at most this many images (None: all); the
+    # final test always scores the whole test split
+    max_val_images: Annotated[int, Field(strict=True, ge=2)] | None = None
 
 
 class DivideConfig(_Model):

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from lib.evaluate import MIN_EFFECTIVE_RANK
+
 sns.set_theme(context="notebook", style="whitegrid")
 
 
@@ -29,7 +31,8 @@ def diagnostics(histories: list[pd.DataFrame], title: str = "") -> plt.Figure:
         (("d_ap_mean", "d_an_mean"), "distance of mined pairs", ("d(a,p)", "d(a,n)")),
         ("grad_norm", "gradient norm", None),
         (("val_recall@1", "val_map@r"), "validation retrieval", ("Recall@1", "MAP@R")),
-        (("val_spread_ratio", "val_loss_space_spread_ratio"), "held-out spread ratio", ("evaluated", "loss space")),
+        (("val_effective_rank", "val_loss_space_effective_rank"), "held-out effective rank",
+         ("evaluated", "loss space")),
     ]
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
     for ax, (cols, name, labels) in zip(axes.flat, panels):
@@ -40,8 +43,9 @@ def diagnostics(histories: list[pd.DataFrame], title: str = "") -> plt.Figure:
             ax.legend(fontsize=8)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch")
-    if "val_spread_ratio" in histories[0]:
-        axes.flat[5].axhline(0.05, color="red", ls=":", lw=1, label="collapse threshold")
+    if "val_effective_rank" in histories[0]:
+        axes.flat[5].axhline(MIN_EFFECTIVE_RANK, color="red", ls=":", lw=1, label="collapse threshold")
+        axes.flat[5].set_yscale("log")
         axes.flat[5].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()

@@ -15,12 +15,7 @@ from lib import evaluate
 from lib.batching import iterate_batches, make_batches
 from lib.trainer import Trainer
 
-COLLAPSE_RULE = (
-    "collapsed = the spread ratio (mean pairwise distance / (2 x RMS norm)) of the held-out "
-    "embeddings, in the evaluation space or in the space the loss sees (they differ when a "
-    "projector is dropped at test), is below eval.collapse_threshold (0.05 by default): every "
-    "image has been mapped to nearly the same point. Random unit vectors give ~0.7."
-)
+COLLAPSE_RULE = evaluate.COLLAPSE_RULE
 FINAL_ONLY = ("nmi", "oneshot_accuracy")  # too slow to compute every epoch
 
 
@@ -32,15 +27,15 @@ def score(trainer: Trainer, split: data_lib.Split, final: bool) -> tuple[dict, n
     emb = trainer.embed(split)
     metrics = evaluate.retrieval_metrics(emb, split.labels, recall_ks=tuple(cfg.eval.recall_ks),
                                          nmi=cfg.eval.nmi and final)
-    spread = evaluate.embedding_spread(emb)
-    metrics.update(spread)
-    metrics["loss_space_spread_ratio"] = spread["spread_ratio"]
+    metrics["evaluated_dim"] = int(emb.shape[1])
+    metrics.update(evaluate.collapse_geometry(emb, split.labels, metrics["precision@1"], cfg.eval.contraction_threshold))
     loss_side = None
     if model.projector is not None and not model.projector_at_test:
         loss_side = trainer.embed(split, space="loss")
-        metrics["loss_space_spread_ratio"] = evaluate.embedding_spread(loss_side)["spread_ratio"]
-    worst = min(spread["spread_ratio"], metrics["loss_space_spread_ratio"])
-    metrics["collapsed"] = bool(worst < cfg.eval.collapse_threshold)
+        metrics["loss_space_dim"] = int(loss_side.shape[1])
+        p1 = evaluate.retrieval_metrics(loss_side, split.labels, recall_ks=(1,), nmi=False)["precision@1"]
+        metrics.update({f"loss_space_{k}": v for k, v in
+                        evaluate.collapse_geometry(loss_side, split.labels, p1, cfg.eval.contraction_threshold).items()})
     metrics["val_loss"] = validation_loss(trainer, split)
     if final and cfg.eval.oneshot:
         metrics["oneshot_accuracy"] = oneshot_accuracy(trainer)

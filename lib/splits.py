@@ -16,10 +16,16 @@ class Splits:
     val: data_lib.Split  # what is evaluated during training (the test split when val_fraction = 0)
     test: data_lib.Split
     in_chans: int
+    val_each_epoch: data_lib.Split | None = None  # a class-disjoint cut of val (eval.max_val_images)
+
+    def __post_init__(self):
+        if self.val_each_epoch is None:
+            self.val_each_epoch = self.val
 
     @property
     def validates_on_test(self) -> bool:
-        return self.val is self.test
+        """The last epoch's validation would be the final test itself (scored once, not twice)."""
+        return self.val_each_epoch is self.test
 
 
 @lru_cache(maxsize=8)
@@ -47,7 +53,7 @@ def load_splits(cfg: RunConfig) -> Splits:
     if d.val_fraction > 0:
         train, val = data_lib.class_disjoint_split(train, d.val_fraction, seed=0)
     extra = 1 if train.extra_channel is not None else 0
-    return Splits(train, val, test, train.channels + extra)
+    return Splits(train, val, test, train.channels + extra, first_classes(val, cfg.eval.max_val_images))
 
 
 def _freeze(value):

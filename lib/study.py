@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib import train
+from lib import records, train
 from lib.cache import write_json
 from lib.config import REPO_ROOT, ConfigError, Profile, RunConfig, load_profile
 
@@ -40,6 +40,7 @@ class Chapter:
         self.seeds = list(self.profile.seeds)
         self.figure_dir = REPO_ROOT / "figures" / self.profile.name
         self.figure_dir.mkdir(parents=True, exist_ok=True)
+        self.records: dict[tuple, dict] = {}  # (dataset, setting, seed) -> row of lib.records
 
     @property
     def dataset(self) -> str:
@@ -64,9 +65,31 @@ class Chapter:
             config = self.config(config)
         return [self.run(config.with_overrides({"train.seed": int(s)}), **kwargs) for s in self.seeds]
 
-    def run_settings(self, settings: dict[str, RunConfig], **kwargs) -> dict[str, list]:
-        """Every setting over the profile's seeds."""
-        return {name: self.run_seeds(cfg, **kwargs) for name, cfg in settings.items()}
+    def run_settings(self, settings: dict[str, RunConfig], seeds: list[int] | None = None,
+                     **kwargs) -> dict[str, list]:
+        """Every setting over the profile's seeds (or `seeds`), each run recorded in the chapter's
+        per-seed table (`lib.records`) under its setting name."""
+        out = {}
+        for name, cfg in settings.items():
+            runs = [self.run(cfg.with_overrides({"train.seed": int(s)}), **kwargs) for s in (seeds or self.seeds)]
+            for result in runs:
+                self.record(name, result)
+            out[name] = runs
+        records.write(list(self.records.values()), self.profile.name, self.name)
+        return out
+
+    def record(self, setting: str, result) -> None:
+        row = records.record(self.name, result.config.data.name, setting, result)
+        key = (row["dataset"], setting, row["seed"])
+        known = self.records.get(key)
+        if known is not None and known.get("key") != row.get("key"):
+            raise records.RecordsError(f"{self.name}: setting {setting!r} on {key[0]} names two different runs "
+                                       f"for seed {key[2]}; give them different names")
+        self.records[key] = row
+
+    def table(self) -> pd.DataFrame:
+        """This chapter's per-seed table so far."""
+        return records.to_frame(list(self.records.values()))
 
     def save(self, fig, name: str, caption: str = "") -> None:
         """figures/<profile>/<chapter>-<name>.<format> for each of the profile's figure_formats,

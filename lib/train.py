@@ -46,14 +46,16 @@ def run(cfg: RunConfig, *, progress: bool | None = None, force: bool = False,
         if last and t.splits.validates_on_test:  # the last validation is the final test: score it once
             final["test"] = scoring.score(t, t.splits.test, final=True)
             return scoring.as_epoch_record(final["test"][0])
-        return scoring.as_epoch_record(scoring.score(t, t.splits.val, final=False)[0])
+        return scoring.as_epoch_record(scoring.score(t, t.splits.val_each_epoch, final=False)[0])
 
     history = trainer.fit(run_dir, validate)
     if rank != 0:
         dist.barrier()
         return RunResult(cfg, run_dir.key, run_dir.path, {}, pd.DataFrame(history))
     metrics, test_emb, test_loss_side = final.get("test") or scoring.score(trainer, trainer.splits.test, final=True)
-    metrics = {**metrics, **_training_summary(history), "key": run_dir.key}
+    steps = trainer.steps * cfg.train.epochs
+    metrics = {**metrics, **_training_summary(history), "train_steps": steps,
+               "train_images_seen": steps * cfg.train.batch_size, "key": run_dir.key}
     arrays = _arrays(trainer, test_emb, test_loss_side) if cfg.eval.save_embeddings else {}
     run_dir.finish(metrics, history, arrays)
     if world > 1:

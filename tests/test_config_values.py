@@ -39,7 +39,7 @@ REJECTED = [
     ("divide.finetune_epochs", -1),
     ("train.threads", 0),
     ("train.num_workers", -1),
-    ("eval.collapse_threshold", -0.01),
+    ("eval.contraction_threshold", -0.01),
     ("sampler.name", "random"),
     ("train.device", "gpu"),
     ("data.name", "mnist"),

@@ -450,9 +450,60 @@ def test_embedding_spread_random_unit_vectors_and_subsampling():
 def test_distance_contrast_hand_case_and_concentration():
     from lib.evaluate import distance_contrast
 
-    # Points 0, 1, 3 on a line: ratios 3/1, 2/1, 3/2 -> mean 13/6.
+    # Points 0, 1, 3 on a line: ratios 3/1, 2/1, 3/2 -> median 2.
     x = np.array([[0.0], [1.0], [3.0]])
-    assert distance_contrast(x) == pytest.approx(13 / 6)
+    assert distance_contrast(x) == pytest.approx(2.0)
+    # A near-duplicate pair has an enormous ratio; the median is not moved by it.
+    assert distance_contrast(np.array([[0.0], [1e-9], [1.0], [3.0], [4.5]])) < 10
     rng = np.random.default_rng(0)
     low, high = (distance_contrast(rng.normal(size=(400, d))) for d in (2, 512))
     assert high < 1.5 < low
+
+
+def test_effective_rank_ignores_scale_and_offset_and_sees_collapse():
+    from lib.evaluate import effective_rank
+
+    rng = np.random.default_rng(0)
+    cloud = rng.normal(size=(500, 16))
+    full = effective_rank(cloud)
+    assert 14 < full <= 16
+    assert effective_rank(cloud * 1e-4 + 7.0) == pytest.approx(full, rel=1e-6)
+    line = np.outer(rng.normal(size=500), rng.normal(size=16)) + rng.normal(size=16)
+    assert effective_rank(line) == pytest.approx(1.0, abs=1e-6)
+    assert effective_rank(np.ones((50, 8))) == 1.0
+    # Two equal directions: rank 2 exactly (entropy of (1/2, 1/2) is log 2).
+    two = np.concatenate([np.eye(2), -np.eye(2)]).repeat(10, axis=0)
+    assert effective_rank(two) == pytest.approx(2.0)
+
+
+def test_chance_precision_at_1_matches_random_rankings():
+    from lib.evaluate import chance_precision_at_1, retrieval_metrics
+
+    labels = np.repeat(np.arange(40), [2, 5] * 20)
+    expected = np.mean([(c - 1) / (len(labels) - 1) for c in np.repeat([2, 5] * 20, [2, 5] * 20)])
+    assert chance_precision_at_1(labels) == pytest.approx(expected)
+    rng = np.random.default_rng(0)
+    observed = np.mean([retrieval_metrics(rng.normal(size=(len(labels), 32)), labels, nmi=False)["precision@1"]
+                        for _ in range(30)])
+    assert observed == pytest.approx(expected, abs=0.02)
+
+
+def test_collapse_test_is_scale_free_and_tells_contraction_from_collapse():
+    from lib.evaluate import collapse_geometry, retrieval_metrics
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(50), 4)
+    centres = rng.normal(size=(50, 16))
+    good = centres[labels] + 0.1 * rng.normal(size=(200, 16))
+
+    def flags(x):
+        p1 = retrieval_metrics(x, labels, nmi=False)["precision@1"]
+        g = collapse_geometry(x, labels, p1, contraction_threshold=0.05)
+        return g["collapsed"], g["contracted"]
+
+    assert flags(good) == (False, False)
+    # The same embedding shrunk towards a far-away point: contracted, yet retrieval is untouched.
+    assert flags(good * 1e-3 + 10.0) == (False, True)
+    # Identity information gone (labels shuffled against the points): collapsed at any scale.
+    assert flags(rng.normal(size=(200, 16)))[0]
+    assert flags(np.outer(rng.normal(size=200), np.ones(16)))[0]  # one direction left
