@@ -13,4 +13,6 @@ bash scripts/setup_env.sh
 source scripts/data_env.sh
 export PYTHONUNBUFFERED=1
 "${METRIC_VENV:-.venv}/bin/python" -m pytest "$@"
+# Each chapter reads as a chapter: code share and cell length, printed, failing when over target.
+"${METRIC_VENV:-.venv}/bin/python" scripts/notebook_shape.py
 ./run_all.sh --profile smoke

@@ -302,8 +302,10 @@ class BelugaCollapseChapter(_Chapter):
     margins: List[Float]  # margins tried besides the blog's
     ablations: dict[str, RunLayer]  # one factor at a time, each an overlay on `blog`
     only_ablations: List[StrictStr] = None  # type: ignore[assignment]  # absent: all of them
+    dimensions: List[PosInt]  # projector sizes evaluated in their own space (the blog's hypothesis)
     metric: StrictStr
     max_fix_steps: NonNegInt
+    confirmation_seeds: List[NonNegInt] = Field(min_length=1)  # fresh seeds that test the chosen fix
     tsne_points: PosInt
 
     @model_validator(mode="after")

@@ -75,11 +75,16 @@ class Chapter:
             for result in runs:
                 self.record(name, result)
             out[name] = runs
-        records.write(list(self.records.values()), self.profile.name, self.name)
+        self.save_records()
         return out
 
-    def record(self, setting: str, result) -> None:
-        row = records.record(self.name, result.config.data.name, setting, result)
+    def save_records(self) -> pd.DataFrame:
+        return records.write(list(self.records.values()), self.profile.name, self.name)
+
+    def record(self, setting: str, result, extra: dict | None = None) -> None:
+        """Add a run to the chapter's per-seed table; `extra` adds metrics computed outside the run
+        (re-identification scores, say). `save_records` writes the table."""
+        row = {**records.record(self.name, result.config.data.name, setting, result), **(extra or {})}
         key = (row["dataset"], setting, row["seed"])
         known = self.records.get(key)
         if known is not None and known.get("key") != row.get("key"):

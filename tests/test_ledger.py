@@ -1,83 +1,86 @@
-"""The claims ledger's arithmetic and the recipes chapter 5 borrows from other chapters."""
+"""The claims ledger: its verdict rules, a synthetic per-seed table for each verdict, the failed-
+chapter guard, and the recipes chapter 5 borrows from other chapters."""
 from __future__ import annotations
 
-import math
 import os
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lib import ledger
+from lib import ledger, records
 from lib.cache import run_key
-from lib.config import REPO_ROOT, ConfigError
-from lib.study import Chapter, borrowed_config, difference, divide_setting, metric_table, paired_difference
+from lib.config import ConfigError, load_profile
+from lib.stats import Verdict
+from lib.study import Chapter, borrowed_config, divide_setting
 
 
-def _runs(values):
-    return [SimpleNamespace(metrics={"map@r": v}) for v in values]
+def _table(arms: dict[str, list[float]], metric: str = "map@r", dataset: str = "beluga", **extra) -> pd.DataFrame:
+    rows = [{"chapter": "x", "dataset": dataset, "setting": name, "seed": seed, metric: value, "backbone": "b",
+             "pretrained": False, "image_size": "28", "evaluated_dim": 64, "epochs": 2, "train_images_seen": 1000,
+             **{k: v[i] for k, v in extra.get(name, {}).items()}}
+            for name, values in arms.items() for seed, value in enumerate(values)]
+    return pd.DataFrame(rows)
 
 
-def _saved(results: dict, tmp_path) -> pd.DataFrame:
-    """A metric table written and read back as the chapters and the ledger do."""
-    path = tmp_path / "figures" / "p"
-    path.mkdir(parents=True)
-    metric_table(results, ["map@r"]).to_csv(path / "01_x-results.csv")
-    return ledger.read_table("p", "01_x", root=tmp_path)
+def _write(tmp_path, profile: str, chapter: str, frame: pd.DataFrame) -> None:
+    path = records.export_path(profile, chapter, tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
 
 
-def test_welch_from_a_saved_table_equals_the_interval_from_seeds(tmp_path) -> None:
-    results = {"new": _runs([0.50, 0.55, 0.53]), "old": _runs([0.40, 0.46, 0.41, 0.44])}
-    table = _saved(results, tmp_path)
-    from_table = ledger.comparison(table, "new", "old", "map@r")
-    from_seeds = difference(results, "new", "old", "map@r")
-    for key in ("diff", "low", "high"):
-        assert from_table[key] == pytest.approx(from_seeds[key])
-    assert ledger.verdict(from_table) == ledger.REPRODUCED
-    assert ledger.verdict(from_table, direction=-1) == ledger.NOT_REPRODUCED
-    assert "3 vs 4 seeds" in ledger.describe(from_table, "map@r")
+@pytest.mark.parametrize("flagged, seeds, matches, expected", [
+    (2, 3, False, Verdict.REPRODUCED), (0, 3, True, Verdict.CONTRADICTED), (0, 3, False, Verdict.NOT_SUPPORTED),
+    (1, 3, False, Verdict.INCONCLUSIVE), (1, 1, False, Verdict.INCONCLUSIVE)])
+def test_share_rule_gives_each_verdict(flagged, seeds, matches, expected) -> None:
+    assert ledger.share_verdict(flagged, seeds, matches)[0] == expected
 
 
-def test_verdicts() -> None:
-    assert ledger.verdict({"low": -0.01, "high": 0.03}) == ledger.INCONCLUSIVE
-    assert ledger.verdict({"low": -0.05, "high": -0.01}) == ledger.NOT_REPRODUCED
-    assert ledger.verdict({"low": math.nan, "high": math.nan}) == ledger.INCONCLUSIVE  # one seed: no interval
+@pytest.mark.parametrize("values, matches, expected", [
+    ([0.90, 0.91, 0.92], False, Verdict.REPRODUCED), ([0.70, 0.71, 0.72], True, Verdict.CONTRADICTED),
+    ([0.70, 0.71, 0.72], False, Verdict.NOT_SUPPORTED), ([0.80, 0.86, 0.92], False, Verdict.INCONCLUSIVE),
+    ([0.99], False, Verdict.INCONCLUSIVE)])
+def test_level_rule_gives_each_verdict(values, matches, expected) -> None:
+    assert ledger.level_verdict(values, 0.865, matches)[0] == expected
 
 
-def test_a_claimed_size_is_ruled_out_only_below_it() -> None:
-    gain = 0.02
-    assert ledger.size_verdict({"low": 0.001, "high": 0.01}, gain) == ledger.REPRODUCED
-    assert ledger.size_verdict({"low": -0.03, "high": 0.007}, gain) == ledger.NOT_REPRODUCED
-    assert ledger.size_verdict({"low": -0.01, "high": 0.03}, gain) == ledger.INCONCLUSIVE
-    assert ledger.size_verdict({"low": math.nan, "high": math.nan}, gain) == ledger.INCONCLUSIVE
-    assert ledger.size_verdict(None, gain) == ledger.INCONCLUSIVE
+def test_a_synthetic_ledger_pairs_by_seed_corrects_the_family_and_gives_each_verdict(tmp_path, monkeypatch) -> None:
+    """Four comparative claims on one synthetic table: each lands on a different verdict, the
+    intervals are paired (a shift shared by every seed cancels) and Holm-corrected over the four."""
+    base = [0.50, 0.60, 0.40, 0.55]
+    arms = {"base": base,
+            "better": [b + 0.05 + e for b, e in zip(base, (0.001, -0.001, 0.002, 0.0))],  # clearly above
+            "worse": [b - 0.05 + e for b, e in zip(base, (0.001, -0.001, 0.002, 0.0))],   # clearly below
+            "noisy": [b + e for b, e in zip(base, (0.03, -0.03, 0.02, -0.02))]}           # straddles zero
+    _write(tmp_path, "p", "x", _table(arms))
+    claims = [ledger.Comparison("a", "s", "r", "x", "beluga", "map@r", "better", "base"),
+              ledger.Comparison("b", "s", "r", "x", "beluga", "map@r", "worse", "base", regime_matches=True),
+              ledger.Comparison("c", "s", "r", "x", "beluga", "map@r", "worse", "base"),
+              ledger.Comparison("d", "s", "r", "x", "beluga", "map@r", "noisy", "base", claimed_effect=0.01)]
+    monkeypatch.setattr(ledger, "claims", lambda profile: claims)
+    table = ledger.build(load_profile("smoke").model_copy(update={"name": "p"}), root=tmp_path).set_index("claim")
+    assert list(table.verdict) == [Verdict.REPRODUCED, Verdict.CONTRADICTED, Verdict.NOT_SUPPORTED, Verdict.INCONCLUSIVE]
+    assert table.loc["a", "diff"] == pytest.approx(0.0505)
+    assert "Holm" in table.loc["a", "reason"] and table.loc["d", "mde"] > 0.01
+    assert table.loc["a", "seeds"] == 4 and "from scratch" in table.loc["a", "our regime"]
 
 
-def test_missing_table_and_rows_say_what_to_run(tmp_path) -> None:
+def test_missing_tables_say_what_to_run(tmp_path) -> None:
     with pytest.raises(ledger.LedgerError, match=r"run_all.sh --profile full --only 04_divide"):
-        ledger.read_table("full", "04_divide_and_conquer", root=tmp_path)
-    table = _saved({"a": _runs([0.1, 0.2])}, tmp_path)
-    with pytest.raises(ledger.LedgerError, match="expected one row"):
-        ledger.row(table, "b")
-    assert ledger.comparison(table, "a", "b", "map@r") is None
-    missing = ledger.entry("claim", "src", "beluga", "full", "map@r", None)
-    assert missing["verdict"] == ledger.INCONCLUSIVE and "not measured" in missing["measurement"]
+        ledger.read_runs("full", "04_divide_and_conquer", root=tmp_path)
+    with pytest.raises(records.RecordsError, match="known settings"):
+        records.per_seed(_table({"a": [0.1, 0.2]}), "b", "map@r")
 
 
-def test_diverged_seeds_do_not_count(tmp_path) -> None:
-    from lib.study import Diverged
-
-    diverged = Diverged(config=None, error="nan")
-    table = _saved({"a": _runs([0.5, 0.6]) + [diverged], "b": _runs([0.1, 0.2, 0.3])}, tmp_path)
-    assert ledger.comparison(table, "a", "b", "map@r")["n"] == (2, 3)
-
-
-def test_paired_difference() -> None:
-    a = [SimpleNamespace(metrics={"x": v, "y": v - 0.01}) for v in (0.3, 0.5, 0.7)]
-    d = paired_difference(a, a, "x", "y")
-    assert d["diff"] == pytest.approx(0.01) and d["low"] == pytest.approx(0.01) and d["high"] == pytest.approx(0.01)
-    assert np.isnan(paired_difference(a[:1], a[:1], "x", "y")["low"])
+def test_the_claims_name_arms_the_chapters_run() -> None:
+    """Every claim of the quick profile names settings its chapter's config can produce."""
+    profile = load_profile("quick")
+    listed = ledger.claims(profile)
+    assert len(listed) >= 12
+    c1 = profile.chapter("01_beluga_collapse")
+    assert any(c.a == f"embedding {min(c1['dimensions'])}, evaluated at {min(c1['dimensions'])}-d" for c in listed
+               if isinstance(c, ledger.Comparison))
+    assert {c.source for c in listed} >= {"the blog", "Hermans et al. 2017", "Lake et al. 2015 (Science)"}
 
 
 def test_borrowed_recipes_hit_the_other_chapters_runs() -> None:
@@ -102,39 +105,26 @@ def test_borrowed_recipes_hit_the_other_chapters_runs() -> None:
 def test_ledger_refuses_tables_of_a_chapter_whose_last_run_failed(tmp_path, monkeypatch) -> None:
     """Probe: after chapter 1 failed, chapter 6 read figures/<profile>/01_x-*.csv, an older run's
     tables, without a word. run_all.sh leaves reports/<profile>/FAILED-<notebook> for it."""
-    table = _saved({"a": _runs([0.1, 0.2])}, tmp_path)
+    table = _table({"a": [0.1, 0.2]})
+    _write(tmp_path, "p", "01_x", table)
     reports = tmp_path / "reports" / "p"
     reports.mkdir(parents=True)
     failed = reports / "FAILED-01_x.ipynb"
     failed.write_text("{}")
-    monkeypatch.setattr(ledger, "REPO_ROOT", tmp_path)  # the notebook's call: read_table(source, chapter, name)
-    for call in (lambda: ledger.read_table("p", "01_x"), lambda: ledger.read_table("p", "01_x", root=tmp_path)):
-        with pytest.raises(ledger.LedgerError) as err:
-            call()
-        message = str(err.value)
-        assert "chapter 01_x failed" in message and str(failed) in message
-        assert "./run_all.sh --profile p --only 01_x" in message
-    # a report older than the failure is the run before it: still refused
+    monkeypatch.setattr(ledger, "REPO_ROOT", tmp_path)
+    with pytest.raises(ledger.LedgerError) as err:
+        ledger.read_runs("p", "01_x", root=tmp_path)
+    assert "chapter 01_x failed" in str(err.value) and "./run_all.sh --profile p --only 01_x" in str(err.value)
     ok = reports / "01_x.ipynb"
     ok.write_text("{}")
-    os.utime(ok, (failed.stat().st_mtime - 60,) * 2)
+    os.utime(ok, (failed.stat().st_mtime - 60,) * 2)  # a report older than the failure: still refused
     with pytest.raises(ledger.LedgerError, match="failed"):
-        ledger.read_table("p", "01_x")
-    # a success after the failure (a rerun that did not go through run_all.sh) is the last run
-    os.utime(ok, (failed.stat().st_mtime + 60,) * 2)
-    pd.testing.assert_frame_equal(ledger.read_table("p", "01_x"), table)
-    # other chapters and other profiles are unaffected
-    ok.unlink()
-    (tmp_path / "figures" / "q").mkdir()
-    (tmp_path / "figures" / "p" / "01_x-results.csv").rename(tmp_path / "figures" / "q" / "01_x-results.csv")
-    assert len(ledger.read_table("q", "01_x")) == 1
+        ledger.read_runs("p", "01_x", root=tmp_path)
+    os.utime(ok, (failed.stat().st_mtime + 60,) * 2)  # a later success is the last run
+    assert np.allclose(ledger.read_runs("p", "01_x", root=tmp_path)["map@r"], table["map@r"])
 
 
-def test_the_claims_ledger_reads_every_table_through_read_table() -> None:
-    """The failed-chapter check lives in ledger.read_table: chapter 6 must not read a csv another way."""
-    import json
-
-    notebook = json.loads((REPO_ROOT / "notebooks" / "06_claims_ledger.ipynb").read_text())
-    code = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
-    assert "ledger.read_table(" in code
-    assert "read_csv" not in code and ".csv" not in code
+def test_records_refuse_two_runs_under_one_name() -> None:
+    with pytest.raises(records.RecordsError, match="same"):
+        records.to_frame([{"chapter": "c", "dataset": "d", "setting": "s", "seed": 0},
+                          {"chapter": "c", "dataset": "d", "setting": "s", "seed": 0}])

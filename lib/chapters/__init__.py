@@ -1,0 +1,1 @@
+"""One module per chapter: the analyses, figures and verdict sentences its notebook calls."""
