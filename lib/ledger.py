@@ -173,7 +173,7 @@ def claims(profile: Profile) -> list:
         Comparison(f"Divide and conquer adds about {c5['humpback_gain'] * 100:+.0f} points of mAP@5 in whale "
                    "re-identification (judged on closed-set mAP@5, which moves with the embedding)",
                    "Kaggle humpback team", "humpback flukes, large pretrained CNNs, GPU budget",
-                   "05_reidentification", "beluga", "mAP@5 all photo(s), averaged", c5["divided"], c5["single"],
+                   "05_reidentification", "beluga", "mAP@5 all photo(s), per image", c5["divided"], c5["single"],
                    claimed_effect=c5["humpback_gain"]),
         Level("A ConvNet reaches 86.5 % 20-way one-shot accuracy on Lake's 20 runs (measured on these runs)",
               "Lake et al. 2015 (Science)", "a ConvNet trained on the background set, GPU budget",
@@ -237,7 +237,9 @@ def build(profile: Profile, root=None) -> pd.DataFrame:
                 row.update(verdict=Verdict.INCONCLUSIVE.value, reason=f"not run in the {profile.name} profile")
             elif isinstance(c, Share):
                 v, why = share_verdict(int(rows_of[c.flag].astype(bool).sum()), len(rows_of), c.regime_matches)
-                row.update(seeds=len(rows_of), verdict=v.value, reason=f"{c.flag} in {why}")
+                also = (f"; contracted (the older, scale-dependent spread rule) in {int(rows_of.contracted.astype(bool).sum())}"
+                        f" of {len(rows_of)}" if c.flag == "collapsed" and "contracted" in rows_of else "")
+                row.update(seeds=len(rows_of), verdict=v.value, reason=f"{c.flag} in {why}{also}")
             else:
                 values = rows_of[c.metric].astype(float).tolist()
                 v, why = level_verdict(values, c.level, c.regime_matches)

@@ -11,7 +11,7 @@ from lib.evaluate import MIN_EFFECTIVE_RANK
 sns.set_theme(context="notebook", style="whitegrid")
 
 
-def _seed_lines(ax, histories: list[pd.DataFrame], column: str, label: str | None = None, **style):
+def seed_lines(ax, histories: list[pd.DataFrame], column: str, label: str | None = None, **style):
     """One thin line per seed and their mean in bold, so the spread is visible."""
     curves = [h.set_index("epoch")[column] for h in histories if column in h]
     if not curves:
@@ -38,7 +38,7 @@ def diagnostics(histories: list[pd.DataFrame], title: str = "") -> plt.Figure:
     for ax, (cols, name, labels) in zip(axes.flat, panels):
         cols = cols if isinstance(cols, tuple) else (cols,)
         for i, col in enumerate(cols):
-            _seed_lines(ax, histories, col, label=labels[i] if labels else None, color=f"C{i}")
+            seed_lines(ax, histories, col, label=labels[i] if labels else None, color=f"C{i}")
         if labels:
             ax.legend(fontsize=8)
         ax.set_title(name, fontsize=10)

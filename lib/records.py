@@ -99,11 +99,20 @@ def per_seed(frame: pd.DataFrame, setting: str, metric: str, dataset: str | None
     return {int(s): float(v) for s, v in zip(rows["seed"], rows[metric])}
 
 
-def summary(frame: pd.DataFrame, metrics: list[str], by: tuple[str, ...] = ("dataset", "setting")) -> pd.DataFrame:
-    """Mean and sd over seeds of each metric, with the number of seeds (a readable view; the
-    verdicts use the per-seed rows)."""
+FLAGS = ("collapsed", "contracted", "diverged")
+
+
+def summary(frame: pd.DataFrame, metrics: list[str], by: tuple[str, ...] = ("dataset", "setting"),
+            flags: tuple[str, ...] = FLAGS) -> pd.DataFrame:
+    """Mean and sd over seeds of each metric, with the number of seeds and, for each per-run flag
+    the table has, the number of seeds that raised it (a readable view; the verdicts use the
+    per-seed rows)."""
     groups = frame.groupby(list(by), sort=False)
     out = groups.size().rename("seeds").to_frame()
+    for flag in flags:
+        if flag in frame:
+            out[flag] = frame[flag].astype("boolean").fillna(False).astype(int).groupby(
+                [frame[k] for k in by], sort=False).sum()
     for metric in metrics:
         values = groups[metric].agg(["mean", "std"]) if metric in frame else None
         if values is not None:

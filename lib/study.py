@@ -11,7 +11,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from lib import records, train
@@ -161,27 +160,6 @@ class Diverged:
     history: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def metric_table(results: dict[str, list[train.RunResult]], metrics: list[str]) -> pd.DataFrame:
-    """mean ± sample standard deviation over seeds of each metric, one row per setting."""
-    rows = []
-    for setting, runs in results.items():
-        row = {"setting": setting, "seeds": len(runs),
-               "collapsed": sum(bool(r.metrics.get("collapsed")) for r in runs),
-               "diverged": sum(isinstance(r, Diverged) for r in runs)}
-        for m in metrics:
-            values = np.array([r.metrics.get(m, math.nan) for r in runs], dtype=float)
-            row[f"{m} mean"] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
-            row[f"{m} sd"] = float(np.nanstd(values, ddof=1)) if np.isfinite(values).sum() > 1 else math.nan
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("setting")
-
-
-def results_table(results: dict[str, dict[str, list]], metrics: list[str]) -> pd.DataFrame:
-    """metric_table of every data set's settings, one row per (dataset, setting)."""
-    frames = [metric_table(by_setting, metrics).assign(dataset=dataset) for dataset, by_setting in results.items()]
-    return pd.concat(frames).reset_index().set_index(["dataset", "setting"])
-
-
 def fmt(mean: float, sd: float, pct: bool = True) -> str:
     """'62.3 ± 1.4 %', or '0.71 ± 0.02' for a unitless value such as an AUC (without the spread
     when there is a single seed)."""
@@ -189,99 +167,3 @@ def fmt(mean: float, sd: float, pct: bool = True) -> str:
     if math.isnan(sd):
         return f"{mean * scale:.{digits}f}{unit} (one seed)"
     return f"{mean * scale:.{digits}f} ± {sd * scale:.{digits}f}{unit}"
-
-
-def difference(results: dict[str, list], setting: str, baseline: str, metric: str) -> dict:
-    """Mean difference setting - baseline over seeds, with a Welch 95 % confidence interval.
-
-    Diverged runs count as NaN and are left out; with fewer than two finite runs a side
-    has no spread and the interval is NaN (the text then says the evidence is one seed).
-    """
-    from scipy import stats
-
-    a = np.array([r.metrics.get(metric, math.nan) for r in results[setting]], dtype=float)
-    b = np.array([r.metrics.get(metric, math.nan) for r in results[baseline]], dtype=float)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    out = {"setting": setting, "baseline": baseline, "metric": metric, "n": (len(a), len(b)),
-           "diff": float(a.mean() - b.mean()) if len(a) and len(b) else math.nan,
-           "low": math.nan, "high": math.nan}
-    if len(a) > 1 and len(b) > 1:
-        va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-        se = math.sqrt(va + vb)
-        if se > 0:
-            dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-            half = stats.t.ppf(0.975, dof) * se
-        else:
-            half = 0.0
-        out["low"], out["high"] = out["diff"] - half, out["diff"] + half
-    return out
-
-
-def paired_difference(a, b, metric_a: str, metric_b: str | None = None) -> dict:
-    """Mean over seeds of (a - b) when both were measured on the same seeds' runs (a paired
-    t interval, narrower than Welch's when the seeds agree), in `difference`'s format."""
-    from scipy import stats
-
-    metric_b = metric_b or metric_a
-    x = np.array([r.metrics.get(metric_a, math.nan) for r in a], dtype=float)
-    y = np.array([r.metrics.get(metric_b, math.nan) for r in b], dtype=float)
-    d = (x - y)[np.isfinite(x - y)]
-    out = {"setting": metric_a, "baseline": metric_b, "metric": metric_a, "n": (len(d), len(d)),
-           "diff": float(d.mean()) if len(d) else math.nan, "low": math.nan, "high": math.nan}
-    if len(d) > 1:
-        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
-        out["low"], out["high"] = out["diff"] - half, out["diff"] + half
-    return out
-
-
-def interval(d: dict, scale: float = 100.0) -> str:
-    """'+2.1 points (95 % interval +0.4 to +3.8)', or what is missing."""
-    if not math.isfinite(d["diff"]):
-        return "not measured (no finite value)"
-    text = f"{d['diff'] * scale:+.1f} points"
-    if math.isfinite(d["low"]):
-        return f"{text} (95 % interval {d['low'] * scale:+.1f} to {d['high'] * scale:+.1f})"
-    return f"{text} (one seed: no interval)"
-
-
-def significant(d: dict) -> bool:
-    """The 95 % interval of a difference lies above zero."""
-    return bool(np.isfinite(d["low"]) and d["low"] > 0)
-
-
-def _dotted_keys(layer: dict, prefix: str = "") -> set[str]:
-    keys = set()
-    for k, v in layer.items():
-        if isinstance(v, dict) and not k.endswith("kwargs") and v:
-            keys |= _dotted_keys(v, f"{prefix}{k}.")
-        else:
-            keys.add(f"{prefix}{k}")
-    return keys
-
-
-def greedy_combination(ch: Chapter, base: dict, changes: dict[str, dict], single: dict[str, list],
-                       baseline: list, metric: str, max_steps: int) -> list[dict]:
-    """Add single-factor changes to `base`, best first, one at a time, measuring each step.
-
-    Changes are ranked by their measured single-factor gain on `metric`; a change that sets a
-    key an earlier choice already set (lr 1e-3 after lr 1e-4) is skipped. Each step records its
-    runs and its gain over the previous step with a 95 % interval; the minimal fix is the
-    prefix of steps whose gain is significant (`significant`).
-    """
-    pool = {**single, "__base__": baseline}
-    gains = {name: difference(pool, name, "__base__", metric) for name in changes}
-    ranked = sorted((n for n in changes if gains[n]["diff"] > 0), key=lambda n: -gains[n]["diff"])
-    steps, chosen, taken, previous = [], [], set(), baseline
-    for name in ranked:
-        if len(steps) >= max_steps:
-            break
-        keys = _dotted_keys(changes[name])
-        if keys & taken:
-            continue
-        runs = single[name] if not chosen else ch.run_seeds(ch.config(None, base, *[changes[c] for c in chosen + [name]]))
-        gain = difference({"new": runs, "old": previous}, "new", "old", metric)
-        steps.append({"added": name, "changes": chosen + [name], "runs": runs, "gain": gain})
-        chosen.append(name)
-        taken |= keys
-        previous = runs
-    return steps

@@ -18,7 +18,7 @@ from lib.study import Chapter, borrowed_config, divide_setting
 def _table(arms: dict[str, list[float]], metric: str = "map@r", dataset: str = "beluga", **extra) -> pd.DataFrame:
     rows = [{"chapter": "x", "dataset": dataset, "setting": name, "seed": seed, metric: value, "backbone": "b",
              "pretrained": False, "image_size": "28", "evaluated_dim": 64, "epochs": 2, "train_images_seen": 1000,
-             **{k: v[i] for k, v in extra.get(name, {}).items()}}
+             **{k: v[seed] for k, v in extra.get(name, {}).items()}}
             for name, values in arms.items() for seed, value in enumerate(values)]
     return pd.DataFrame(rows)
 

@@ -26,6 +26,19 @@ def build(ch: Chapter) -> tuple[pd.DataFrame, str]:
     return claims[SHOWN], note
 
 
+def markdown(claims: pd.DataFrame) -> str:
+    """The ledger as a Markdown table a reader can scan: claim, regimes, measurement, verdict."""
+    def cell(text) -> str:
+        return str(text).replace("|", "/").replace("\n", " ")
+
+    lines = ["| claim | source | data | claim's regime | our regime | measurement | verdict |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for _, r in claims.iterrows():
+        lines.append("| " + " | ".join(cell(r[k]) for k in ("claim", "source", "dataset", "claim's regime",
+                                                            "our regime", "reason")) + f" | **{r['verdict']}** |")
+    return "\n".join(lines)
+
+
 def effects_figure(ch: Chapter, claims: pd.DataFrame) -> None:
     effects = claims[np.isfinite(claims["low"])].reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(effects) + 1.2))

@@ -52,7 +52,7 @@ def symptoms(ch: Chapter, runs: list) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
     for ax, (columns, title, line) in zip(axes, panels):
         for i, (col, label) in enumerate(columns.items()):
-            plots._seed_lines(ax, hist, col, label=label, color=f"C{i}")
+            plots.seed_lines(ax, hist, col, label=label, color=f"C{i}")
         if line is not None:
             ax.axhline(line, color="red", ls=":")
         ax.set_title(title)
