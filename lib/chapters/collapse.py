@@ -8,7 +8,7 @@ import pandas as pd
 
 from lib import compare, plots, records
 from lib.config import ConfigError
-from lib.evaluate import COLLAPSE_RULE, distance_contrast
+from lib.evaluate import distance_contrast
 from lib.study import Chapter, fmt
 
 KEPT_AT_TEST = "projector kept at test"  # the reference arm of the dimensionality test (256-d)
@@ -191,10 +191,12 @@ def verdict(ch: Chapter, margins: pd.DataFrame, family: pd.DataFrame, confirmati
     stuck = b["train_loss_over_margin"].tolist()
     lines = [f"**Reproduction.** The blog's configuration gives {metric} {fmt(row[f'{metric} mean'], row[f'{metric} sd'])} "
              f"on held-out whales (chance precision@1 {b['chance_precision@1'].mean():.3f}). Training loss / margin at the "
-             f"end: {', '.join(f'{v:.3f}' for v in stuck)}. {int(b.collapsed.sum())} of {len(b)} seeds are collapsed by "
-             f"the scale-free test and {int(b.contracted.sum())} contracted (the spread rule); the space the loss sees has "
-             f"{b['loss_space_effective_rank'].mean():.2f} effective dimensions, the evaluated space "
-             f"{b['effective_rank'].mean():.2f}. Collapse rule: {COLLAPSE_RULE.split('. ')[0]}."]
+             f"end: {', '.join(f'{v:.3f}' for v in stuck)}. Collapsed by the scale-free test: "
+             f"{int(b.loss_space_collapsed.sum())} of {len(b)} seeds in the space the loss sees "
+             f"({b['loss_space_effective_rank'].mean():.2f} effective dimensions), {int(b.collapsed.sum())} of {len(b)} "
+             f"in the evaluated features ({b['effective_rank'].mean():.2f} effective dimensions, precision@1 "
+             f"{b['precision@1'].mean():.3f}); {int(b.contracted.sum())} of {len(b)} contracted by the older spread rule. "
+             "Collapsed means retrieval no better than twice chance or fewer than 1.5 effective dimensions."]
     spread = margins[f"{metric} mean"].max() - margins[f"{metric} mean"].min()
     values = [margin(ch), *ch.settings["margins"]]
     lines.append(f"**Margins.** Margins {', '.join(map(str, values))} differ by at most {spread * 100:.1f} points of {metric}: "
