@@ -39,7 +39,8 @@ def record(chapter: str, dataset: str, setting: str, result) -> dict:
            "image_size": "x".join(map(str, size)) if isinstance(size, (list, tuple)) else str(size),
            "loss_dim": m.get("loss_space_dim", m.get("evaluated_dim")), "evaluated_dim": m.get("evaluated_dim"),
            "epochs": int(cfg.train.epochs), "train_steps": m.get("train_steps"),
-           "train_images_seen": m.get("train_images_seen"), "diverged": bool(m.get("diverged", False))}
+           "train_images_seen": m.get("train_images_seen"), "diverged": bool(m.get("diverged", False)),
+           "key": getattr(result, "key", None)}  # the run's cache folder, runs/<key>
     for name, value in m.items():
         if name not in row and isinstance(value, (bool, int, float, np.floating, np.integer)):
             row[name] = value

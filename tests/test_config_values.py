@@ -149,7 +149,7 @@ def test_chapter_is_a_plain_dict_of_what_the_profile_gives():
     profile = load_profile("smoke")
     s = profile.chapter("01_beluga_collapse")
     assert type(s) is dict and s["only_ablations"] == ["lr 1e-3", "no miner"] and s["tsne_points"] == 150
-    assert "only_ablations" not in load_profile("quick").chapter("01_beluga_collapse")  # notebooks .get() it
+    assert "only_ablations" not in load_profile("paper").chapter("01_beluga_collapse")  # chapters .get() it
     s["margins"].append(99)
     assert 99 not in profile.chapter("01_beluga_collapse")["margins"]
     assert profile.chapter("05_reidentification")["catalogue_photos"] == [1, None]

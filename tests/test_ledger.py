@@ -31,7 +31,7 @@ def _write(tmp_path, profile: str, chapter: str, frame: pd.DataFrame) -> None:
 
 @pytest.mark.parametrize("flagged, seeds, matches, expected", [
     (2, 3, False, Verdict.REPRODUCED), (0, 3, True, Verdict.CONTRADICTED), (0, 3, False, Verdict.NOT_SUPPORTED),
-    (1, 3, False, Verdict.INCONCLUSIVE), (1, 1, False, Verdict.INCONCLUSIVE)])
+    (1, 3, False, Verdict.INCONCLUSIVE), (1, 2, False, Verdict.INCONCLUSIVE), (1, 1, False, Verdict.INCONCLUSIVE)])
 def test_share_rule_gives_each_verdict(flagged, seeds, matches, expected) -> None:
     assert ledger.share_verdict(flagged, seeds, matches)[0] == expected
 
