@@ -178,8 +178,9 @@ class Trainer:
                        train_seconds=elapsed, images_per_second=seen * self.world / elapsed, **clustering)
         if self.margin is not None:
             summary["loss_over_margin"] = summary["loss"] / float(self.margin)
-        if hasattr(self.loss_fn, "beta"):
-            summary["beta"] = float(self.loss_fn.beta.detach().float().mean())
+        beta = getattr(self.loss_fn, "beta", None)  # MarginLoss learns it; MultiSimilarityLoss's is a number
+        if isinstance(beta, torch.Tensor):
+            summary["beta"] = float(beta.detach().float().mean())
         return summary
 
     def _sync_loss_grads(self) -> None:

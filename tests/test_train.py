@@ -53,6 +53,16 @@ def test_run_records_diagnostics_and_caches(runs):
     np.testing.assert_array_equal(again.arrays["test_embeddings"], first.arrays["test_embeddings"])
 
 
+@pytest.mark.parametrize("loss, miner", [("MultiSimilarityLoss", "MultiSimilarityMiner"),
+                                         ("MarginLoss", "WuDistanceWeightedMiner")])
+def test_losses_with_a_numeric_or_a_learnt_beta_train(runs, loss, miner):
+    """Probe: MultiSimilarityLoss (beta a plain number) crashed the trainer's epoch summary, which
+    assumed MarginLoss's learnt beta tensor."""
+    result = train.run(tiny(loss__name=loss, loss__kwargs={}, miner__name=miner, miner__kwargs={}), progress=False)
+    assert np.isfinite(result.history.loss).all()
+    assert ("beta" in result.history) == (loss == "MarginLoss")
+
+
 def test_key_changes_with_config_and_data(runs):
     cfg = tiny()
     key = train.run_dir_for(cfg).key
