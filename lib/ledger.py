@@ -36,50 +36,45 @@ class LedgerError(RuntimeError):
     pass
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """Arm `a` beats arm `b` on `metric` (direction -1: a is lower), by about `claimed_effect` if given."""
+@dataclass(frozen=True, kw_only=True)
+class _Claim:
+    """What was claimed, by whom, in what regime, and which chapter's table on which data set tests it.
+    `regime_matches`: our runs are in the claim's regime (model, data, budget)."""
 
     claim: str
     source: str
     regime: str
     chapter: str
     dataset: str
+    regime_matches: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Comparison(_Claim):
+    """Arm `a` beats arm `b` on `metric` (direction -1: a is lower), by about `claimed_effect` if given."""
+
     metric: str
     a: str
     b: str
     direction: int = 1
     claimed_effect: float | None = None
-    regime_matches: bool = False
 
 
-@dataclass(frozen=True)
-class Share:
+@dataclass(frozen=True, kw_only=True)
+class Share(_Claim):
     """`setting` shows `flag` (a per-run boolean such as `collapsed`) in most seeds."""
 
-    claim: str
-    source: str
-    regime: str
-    chapter: str
-    dataset: str
     setting: str
     flag: str
-    regime_matches: bool = False
 
 
-@dataclass(frozen=True)
-class Level:
+@dataclass(frozen=True, kw_only=True)
+class Level(_Claim):
     """`setting` reaches `level` on `metric` (an accuracy a paper reported)."""
 
-    claim: str
-    source: str
-    regime: str
-    chapter: str
-    dataset: str
     setting: str
     metric: str
     level: float
-    regime_matches: bool = False
 
 
 def check_chapter_ran(profile: str, chapter: str, root=None) -> None:
@@ -143,43 +138,48 @@ def claims(profile: Profile) -> list:
     centre = f"K={c4['grid_at']['clusters']}, M={c4['grid_at']['recluster_every']}"
     blog_regime = "ImageNet-pretrained ResNet-50, full-size beluga photos, 256-d projector"
     facenet = "Inception nets on 100-200 M face images, batches of ~1,800, weeks on a cluster"
+    blog_claim = dict(source="the blog", regime=blog_regime, chapter="01_beluga_collapse", dataset="beluga")
     out: list = [
-        Share("The blog's configuration collapses the embedding it evaluates (projector dropped)", "the blog",
-              blog_regime, "01_beluga_collapse", "beluga", blog, "collapsed"),
-        Share("The blog's configuration collapses the embedding its loss sees (the projector's output)", "the blog",
-              blog_regime, "01_beluga_collapse", "beluga", blog, "loss_space_collapsed"),
-        Comparison(f"Dimensionality causes the collapse: a {smallest}-d embedding retrieves better than 256-d",
-                   "the blog", blog_regime, "01_beluga_collapse", "beluga", "map@r",
-                   f"embedding {smallest}, evaluated at {smallest}-d", "projector kept at test"),
-        Comparison("The minimal fix (chosen on other seeds) beats the blog's configuration on fresh seeds",
-                   "this study, chapter 1", "this study's beluga regime", "01_beluga_collapse", "beluga", "map@r",
-                   "minimal fix (fresh seeds)", f"{blog} (fresh seeds)", regime_matches=True),
+        Share(claim="The blog's configuration collapses the embedding it evaluates (projector dropped)",
+              setting=blog, flag="collapsed", **blog_claim),
+        Share(claim="The blog's configuration collapses the embedding its loss sees (the projector's output)",
+              setting=blog, flag="loss_space_collapsed", **blog_claim),
+        Comparison(claim=f"Dimensionality causes the collapse: a {smallest}-d embedding retrieves better than 256-d",
+                   metric="map@r", a=f"embedding {smallest}, evaluated at {smallest}-d", b="projector kept at test",
+                   **blog_claim),
+        Comparison(claim="The minimal fix (chosen on other seeds) beats the blog's configuration on fresh seeds",
+                   source="this study, chapter 1", regime="this study's beluga regime", chapter="01_beluga_collapse",
+                   dataset="beluga", metric="map@r", a="minimal fix (fresh seeds)", b=f"{blog} (fresh seeds)",
+                   regime_matches=True),
     ]
     for ds in ("omniglot", "beluga"):
+        mining = dict(source="FaceNet (Schroff et al. 2015)", regime=facenet, chapter="02_mining", dataset=ds)
         out += [
-            Share("Mining the hardest negatives collapses training", "FaceNet (Schroff et al. 2015)", facenet,
-                  "02_mining", ds, "hard", "collapsed"),
-            Comparison("Semi-hard negatives train better than the hardest", "FaceNet (Schroff et al. 2015)", facenet,
-                       "02_mining", ds, "map@r", "semi-hard", "hard"),
-            Comparison("Batch-hard mining trains better than semi-hard", "Hermans et al. 2017",
-                       "ImageNet-pretrained ResNet-50 on person re-id, 25k steps", "02_mining", ds, "map@r",
-                       "batch-hard (Hermans)", "semi-hard"),
-            Comparison("Margin loss + distance-weighted sampling beats semi-hard triplet", "Wu et al. 2017",
-                       "ImageNet-pretrained ResNet-50, CUB/Cars/SOP, 224 px", "03_distance_weighted", ds, "recall@1",
-                       "margin loss, distance-weighted (Wu)", "semi-hard triplet"),
-            Comparison("Divide and conquer (K learners) beats a single learner", "Sanakoyeu et al. 2019",
-                       "ImageNet-pretrained ResNet-50, 200 epochs (the last 10 on the whole embedding), clustered on pretrained features",
-                       "04_divide_and_conquer", ds, "recall@1", centre, "K=1 (single learner)"),
+            Share(claim="Mining the hardest negatives collapses training", setting="hard", flag="collapsed", **mining),
+            Comparison(claim="Semi-hard negatives train better than the hardest", metric="map@r", a="semi-hard",
+                       b="hard", **mining),
+            Comparison(claim="Batch-hard mining trains better than semi-hard", source="Hermans et al. 2017",
+                       regime="ImageNet-pretrained ResNet-50 on person re-id, 25k steps", chapter="02_mining",
+                       dataset=ds, metric="map@r", a="batch-hard (Hermans)", b="semi-hard"),
+            Comparison(claim="Margin loss + distance-weighted sampling beats semi-hard triplet", source="Wu et al. 2017",
+                       regime="ImageNet-pretrained ResNet-50, CUB/Cars/SOP, 224 px", chapter="03_distance_weighted",
+                       dataset=ds, metric="recall@1", a="margin loss, distance-weighted (Wu)", b="semi-hard triplet"),
+            Comparison(claim="Divide and conquer (K learners) beats a single learner", source="Sanakoyeu et al. 2019",
+                       regime="ImageNet-pretrained ResNet-50, 200 epochs (the last 10 on the whole embedding), "
+                              "clustered on pretrained features",
+                       chapter="04_divide_and_conquer", dataset=ds, metric="recall@1", a=centre,
+                       b="K=1 (single learner)"),
         ]
     out += [
-        Comparison(f"Divide and conquer adds about {c5['humpback_gain'] * 100:+.0f} points of mAP@5 in whale "
-                   "re-identification (judged on closed-set mAP@5, which moves with the embedding)",
-                   "Kaggle humpback team", "humpback flukes, large pretrained CNNs, GPU budget",
-                   "05_reidentification", "beluga", "mAP@5 all photo(s), per image", c5["divided"], c5["single"],
-                   claimed_effect=c5["humpback_gain"]),
-        Level("A ConvNet reaches 86.5 % 20-way one-shot accuracy on Lake's 20 runs (measured on these runs)",
-              "Lake et al. 2015 (Science)", "a ConvNet trained on the background set, GPU budget",
-              "00_quickstart", "omniglot", "semi-hard triplet", "oneshot_accuracy", 0.865),
+        Comparison(claim=f"Divide and conquer adds about {c5['humpback_gain'] * 100:+.0f} points of mAP@5 in whale "
+                         "re-identification (judged on closed-set mAP@5, which moves with the embedding)",
+                   source="Kaggle humpback team", regime="humpback flukes, large pretrained CNNs, GPU budget",
+                   chapter="05_reidentification", dataset="beluga", metric="mAP@5 all photo(s), per image",
+                   a=c5["divided"], b=c5["single"], claimed_effect=c5["humpback_gain"]),
+        Level(claim="A ConvNet reaches 86.5 % 20-way one-shot accuracy on Lake's 20 runs (measured on these runs)",
+              source="Lake et al. 2015 (Science)", regime="a ConvNet trained on the background set, GPU budget",
+              chapter="00_quickstart", dataset="omniglot", setting="semi-hard triplet", metric="oneshot_accuracy",
+              level=0.865),
     ]
     return out
 

@@ -53,10 +53,11 @@ def test_a_synthetic_ledger_pairs_by_seed_corrects_the_family_and_gives_each_ver
             "worse": [b - 0.05 + e for b, e in zip(base, (0.001, -0.001, 0.002, 0.0))],   # clearly below
             "noisy": [b + e for b, e in zip(base, (0.03, -0.03, 0.02, -0.02))]}           # straddles zero
     _write(tmp_path, "p", "x", _table(arms))
-    claims = [ledger.Comparison("a", "s", "r", "x", "beluga", "map@r", "better", "base"),
-              ledger.Comparison("b", "s", "r", "x", "beluga", "map@r", "worse", "base", regime_matches=True),
-              ledger.Comparison("c", "s", "r", "x", "beluga", "map@r", "worse", "base"),
-              ledger.Comparison("d", "s", "r", "x", "beluga", "map@r", "noisy", "base", claimed_effect=0.01)]
+    where = dict(source="s", regime="r", chapter="x", dataset="beluga", metric="map@r", b="base")
+    claims = [ledger.Comparison(claim="a", a="better", **where),
+              ledger.Comparison(claim="b", a="worse", regime_matches=True, **where),
+              ledger.Comparison(claim="c", a="worse", **where),
+              ledger.Comparison(claim="d", a="noisy", claimed_effect=0.01, **where)]
     monkeypatch.setattr(ledger, "claims", lambda profile: claims)
     table = ledger.build(load_profile("smoke").model_copy(update={"name": "p"}), root=tmp_path).set_index("claim")
     assert list(table.verdict) == [Verdict.REPRODUCED, Verdict.CONTRADICTED, Verdict.NOT_SUPPORTED, Verdict.INCONCLUSIVE]
