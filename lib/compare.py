@@ -46,6 +46,13 @@ def compare(table: pd.DataFrame, pairs: dict[str, tuple[str, str]], metric: str,
     return pd.DataFrame(rows).set_index("comparison")
 
 
+def detectable(mde: float) -> str:
+    """What a comparison whose interval holds zero could have seen: its minimum detectable effect."""
+    if not math.isfinite(mde):
+        return "too few seeds to detect any effect"
+    return f"the seeds could not detect effects smaller than {mde * 100:.1f} points"
+
+
 def sentence(row: pd.Series, scale: float = 100.0, unit: str = "points") -> str:
     """'+3.4 points (Holm 95 % interval +0.8 to +6.0, 3 seeds)' for one row of `compare`."""
     if not (math.isfinite(row["low"]) and math.isfinite(row["high"])):

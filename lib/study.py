@@ -1,7 +1,7 @@
 """What a chapter notebook needs in its first cells: its profile, its runs, its figures.
 
     ch = Chapter("00_quickstart", profile)          # profile comes from papermill
-    results = ch.run_seeds("omniglot")              # cached runs, one per seed
+    results = ch.run_settings({"semi-hard": ch.config("omniglot")})  # cached runs, one per seed, recorded
     ch.save(fig, "diagnostics")                     # figures/<profile>/00_quickstart-diagnostics.{png,svg}
 """
 from __future__ import annotations
@@ -59,11 +59,6 @@ class Chapter:
         except train.TrainingDiverged as exc:
             return Diverged(config, str(exc))
 
-    def run_seeds(self, config: RunConfig | str | None = None, **kwargs) -> list[train.RunResult | Diverged]:
-        if config is None or isinstance(config, str):
-            config = self.config(config)
-        return [self.run(config.with_overrides({"train.seed": int(s)}), **kwargs) for s in self.seeds]
-
     def run_settings(self, settings: dict[str, RunConfig], seeds: list[int] | None = None,
                      **kwargs) -> dict[str, list]:
         """Every setting over the profile's seeds (or `seeds`), each run recorded in the chapter's
@@ -117,6 +112,10 @@ class Chapter:
                 f"{cfg.train.steps_per_epoch or 'all'} steps, batch {cfg.train.batch_size}, "
                 f"backbone {cfg.model.backbone} "
                 f"({'ImageNet-pretrained' if cfg.model.pretrained else 'trained from scratch: no pretrained weights offline'}).")
+
+    def describe_datasets(self, *layers: dict) -> str:
+        """`describe` for each data set the chapter trains on (its `datasets`), `layers` applied."""
+        return "\n\n".join(self.describe(self.config(ds, *layers)) for ds in self.settings["datasets"])
 
 
 def divide_setting(ch: Chapter, dataset: str, clusters: int, recluster_every: int) -> RunConfig:

@@ -206,7 +206,7 @@ def verdict(ch: Chapter, margins: pd.DataFrame, family: pd.DataFrame, confirmati
     lines.append(f"**Causes** (each change against the blog, paired by seed, Holm-corrected over {len(family)} "
                  "changes). " + ("Changes whose corrected interval lies above zero: " + "; ".join(
                      f"{n} ({compare.sentence(r)})" for n, r in helped.iterrows()) + "." if len(helped) else
-                     f"No change has a corrected interval above zero; {_detectable(family['mde'].min())}."))
+                     f"No change has a corrected interval above zero; {compare.detectable(family['mde'].min())}."))
     if len(confirmation):
         c = confirmation.iloc[0]
         lines.append(f"**Minimal fix.** Chosen on the selection seeds {ch.seeds}: {c['fix']}. On the fresh seeds "
@@ -218,14 +218,8 @@ def verdict(ch: Chapter, margins: pd.DataFrame, family: pd.DataFrame, confirmati
     return "\n\n".join(lines)
 
 
-def _detectable(mde: float) -> str:
-    if not np.isfinite(mde):
-        return "too few seeds to detect any effect"
-    return f"the seeds could not detect effects smaller than {mde * 100:.1f} points"
-
-
 def _dimension_sentence(dims: pd.DataFrame, contrast: pd.DataFrame, metric: str) -> str:
-    parts = [f"{n}: {compare.sentence(r)}, {r['effect']}; {_detectable(r['mde'])}" for n, r in dims.iterrows()]
+    parts = [f"{n}: {compare.sentence(r)}, {r['effect']}; {compare.detectable(r['mde'])}" for n, r in dims.iterrows()]
     text = ("**The blog's hypothesis.** Shrinking the embedding that retrieval uses (against 256-d kept at test): "
             + "; ".join(parts) + ".")
     if len(contrast):

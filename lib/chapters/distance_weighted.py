@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lib import geometry, plots, records, train
-from lib.compare import compare, sentence
+from lib.compare import compare, detectable, sentence
 from lib.study import Chapter, fmt
 
 SEMI = "semi-hard triplet"
@@ -41,11 +41,6 @@ DROPPING = "pml's anchor dropping vs Wu's uniform fallback"
 
 # Published 20-way one-shot accuracies on Lake's 20 runs (Lake, Salakhutdinov & Tenenbaum 2015, Science).
 LAKE_ANCHORS = {"people": 0.955, "Bayesian Program Learning": 0.967, "a convolutional network": 0.865}
-
-
-def describe(ch: Chapter) -> str:
-    """The profile line of each data set the chapter trains on."""
-    return "\n\n".join(ch.describe(ch.config(ds)) for ds in ch.settings["datasets"])
 
 
 def run_methods(ch: Chapter) -> dict[str, dict[str, list]]:
@@ -208,7 +203,7 @@ def judged(row: pd.Series) -> str:
     if row["effect"] != "no difference detected":
         return text
     if math.isfinite(row["mde"]) and row["mde"] > 0:
-        return f"{text} (the seeds could not detect effects smaller than {row['mde'] * 100:.1f} points)"
+        return f"{text} ({detectable(row['mde'])})"
     return f"{text} (every seed gave the same difference: a degenerate comparison)"
 
 

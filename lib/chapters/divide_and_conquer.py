@@ -42,10 +42,6 @@ def centre(ch: Chapter) -> str:
     return f"K={at['clusters']}, M={at['recluster_every']}"
 
 
-def describe(ch: Chapter) -> str:
-    return "\n\n".join(ch.describe(ch.config(ds, ch.settings["recipe"])) for ds in ch.settings["datasets"])
-
-
 def run(ch: Chapter) -> tuple[dict[str, dict[str, list]], pd.DataFrame]:
     """Every grid setting on every data set over the profile's seeds ({dataset: {setting: runs}}),
     recorded in the chapter's per-seed table, and the mean ± sd summary saved as its results table."""
@@ -212,8 +208,7 @@ def _finding(row: pd.Series) -> str:
         return "one seed: nothing can be concluded"
     if row["effect"] != compare.EFFECT["none"]:
         return f"dividing {row['effect']}"
-    return (f"no difference detected; the seeds could not detect effects smaller than "
-            f"{row['mde'] * 100:.1f} points")
+    return f"no difference detected; {compare.detectable(row['mde'])}"
 
 
 def _size(cfg: RunConfig) -> str:

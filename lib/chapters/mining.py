@@ -11,7 +11,6 @@ strategies paired by seed, one Holm family per data set (`lib.compare`), and rep
 from __future__ import annotations
 
 import copy
-import math
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -30,11 +29,6 @@ METRICS = {"omniglot": ["recall@1", "map@r", "oneshot_accuracy"], "beluga": ["ma
 GEOMETRY = ["effective_rank", "precision@1", "chance_precision@1", "spread_ratio"]
 DIAGNOSTICS = ["train_loss_over_margin", "train_nonzero_fraction"]
 VERDICT_METRIC = "map@r"
-
-
-def describe(ch: Chapter) -> str:
-    """What the numbers are worth, one line per data set."""
-    return "\n\n".join(ch.describe(ch.config(ds)) for ds in ch.settings["datasets"])
 
 
 def strategy(ch: Chapter, dataset: str, name: str, margin: float | None = None) -> RunConfig:
@@ -169,10 +163,7 @@ def judged(row: pd.Series, name: str, a: str, b: str) -> str:
         return f"{text} **{a} is better**"
     if row["effect"] == "hurts":
         return f"{text} **{b} is better**"
-    if math.isfinite(row["mde"]):
-        return (f"{text} no difference detected; the seeds could not detect effects smaller than "
-                f"{row['mde'] * 100:.1f} points")
-    return f"{text} too few seeds to detect any difference"
+    return f"{text} no difference detected; {compare.detectable(row['mde'])}"
 
 
 def geometry(frame: pd.DataFrame, dataset: str, setting: str) -> str:

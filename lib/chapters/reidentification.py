@@ -308,12 +308,6 @@ def divide_vs_single(ch: Chapter, table: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------ the verdict
 
 
-def _detectable(mde: float, seeds: int) -> str:
-    if not math.isfinite(mde):
-        return f"{seeds} seed(s) cannot detect any effect"
-    return f"the seeds could not detect effects smaller than {mde * 100:.1f} points"
-
-
 def _said(d: stats.Difference) -> str:
     """`compare.sentence` of one paired difference, then what its interval says (with the minimum
     detectable effect when it includes zero)."""
@@ -321,7 +315,7 @@ def _said(d: stats.Difference) -> str:
     if not math.isfinite(d.diff):
         return "not measured"
     found = compare.effect(d)
-    said = found if found != compare.EFFECT["none"] else f"{found}; {_detectable(stats.mde_of(d), d.n)}"
+    said = found if found != compare.EFFECT["none"] else f"{found}; {compare.detectable(stats.mde_of(d))}"
     return f"{compare.sentence(row)}: {said}"
 
 
@@ -395,7 +389,7 @@ def _claim_lines(ch: Chapter, table: pd.DataFrame) -> list[str]:
         verdict = stats.verdict(compare.differences(table, {metric: pair}, metric)[metric], gain,
                                 REGIME_MATCHES_HUMPBACK)
         why = VERDICT_REASONS.get(verdict, _why_inconclusive(row, gain))
-        lines.append(f"- *{metric}* ({role}): {compare.sentence(row)}; {_detectable(row['mde'], int(row['seeds']))}, "
+        lines.append(f"- *{metric}* ({role}): {compare.sentence(row)}; {compare.detectable(row['mde'])}, "
                      f"against the claimed {gain * 100:+.0f} → **{verdict}**: {why}.")
     return lines
 
