@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--chapter", default="02_mining")
     parser.add_argument("--dataset", default=None)
     parser.add_argument("--setting", nargs="*", default=[], help="keys into the chapter's settings, e.g. strategies hard")
+    parser.add_argument("--top", type=int, default=0, help="also list the N functions with the most own time")
     args = parser.parse_args()
     os.environ["METRIC_RUNS"] = tempfile.mkdtemp(prefix="profile-run-")
     from lib import train
@@ -57,6 +58,8 @@ def main() -> None:
     for label, suffix, function in STEPS:
         seconds = sum(v[3] for (file, _, fn), v in stats.items() if fn == function and file.endswith(suffix))
         print(f"  {label:48s} {seconds:7.1f} s  {100 * seconds / wall:5.1f} %")
+    if args.top:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
 
 
 if __name__ == "__main__":

@@ -173,7 +173,12 @@ class EmbeddingNet(nn.Module):
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed_both(x)[0]
+
+    @torch.no_grad()
+    def embed_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(evaluation embedding, what the loss sees) from one forward pass."""
         z = self.head(self.backbone(x))
-        if self.projector is not None and self.projector_at_test:
-            z = self.projector(z)
-        return F.normalize(z.float(), dim=1) if self.normalize else z.float()
+        loss_side = self.projector(z) if self.projector is not None else z
+        evaluated = loss_side if self.projector is not None and self.projector_at_test else z
+        return (F.normalize(evaluated.float(), dim=1) if self.normalize else evaluated.float()), loss_side

@@ -12,7 +12,7 @@ import torch
 
 from lib import data as data_lib
 from lib import evaluate
-from lib.batching import iterate_batches, make_batches
+from lib.batching import make_batches
 from lib.trainer import Trainer
 
 COLLAPSE_RULE = evaluate.COLLAPSE_RULE
@@ -24,19 +24,19 @@ def score(trainer: Trainer, split: data_lib.Split, final: bool) -> tuple[dict, n
     the loss sees (else None). `final` adds NMI and Lake's one-shot accuracy."""
     cfg, model = trainer.cfg, trainer.model
     start = time.perf_counter()
-    emb = trainer.embed(split)
+    emb, loss_space = trainer.embed_both(split)
     metrics = evaluate.retrieval_metrics(emb, split.labels, recall_ks=tuple(cfg.eval.recall_ks),
                                          nmi=cfg.eval.nmi and final)
     metrics["evaluated_dim"] = int(emb.shape[1])
     metrics.update(evaluate.collapse_geometry(emb, split.labels, metrics["precision@1"], cfg.eval.contraction_threshold))
     loss_side = None
     if model.projector is not None and not model.projector_at_test:
-        loss_side = trainer.embed(split, space="loss")
+        loss_side = loss_space
         metrics["loss_space_dim"] = int(loss_side.shape[1])
         p1 = evaluate.retrieval_metrics(loss_side, split.labels, recall_ks=(1,), nmi=False)["precision@1"]
         metrics.update({f"loss_space_{k}": v for k, v in
                         evaluate.collapse_geometry(loss_side, split.labels, p1, cfg.eval.contraction_threshold).items()})
-    metrics["val_loss"] = validation_loss(trainer, split)
+    metrics["val_loss"] = validation_loss(trainer, split, loss_space)
     if final and cfg.eval.oneshot:
         metrics["oneshot_accuracy"] = oneshot_accuracy(trainer)
     metrics["eval_seconds"] = time.perf_counter() - start
@@ -49,8 +49,10 @@ def as_epoch_record(metrics: dict) -> dict:
 
 
 @torch.no_grad()
-def validation_loss(trainer: Trainer, split: data_lib.Split, max_batches: int = 20) -> float:
-    """The training loss (with its miner and sampler) on held-out classes, on fixed batches."""
+def validation_loss(trainer: Trainer, split: data_lib.Split, loss_space: np.ndarray, max_batches: int = 20) -> float:
+    """The training loss (with its miner and sampler) on held-out classes, on fixed batches
+    drawn from the split's loss-side embeddings (`Trainer.embed_both`): in eval mode an image's
+    embedding does not depend on its batch, so no second forward pass is needed."""
     cfg = trainer.cfg
     state = np.random.get_state()
     np.random.seed(12345)
@@ -59,15 +61,12 @@ def validation_loss(trainer: Trainer, split: data_lib.Split, max_batches: int = 
         batches = make_batches(cfg, split.labels, steps)
     finally:
         np.random.set_state(state)
-    trainer.model.eval()
+    embeddings, labels = torch.from_numpy(loss_space), torch.as_tensor(split.labels)
     values = []
-    for images, extra, labels in iterate_batches(split, batches, cfg.train.num_workers, trainer.cuda):
-        labels = labels.to(trainer.device)
-        with trainer.autocast():
-            emb = trainer.model(trainer.prepare(images, extra, augment=False))
-        emb = emb.float()
-        tuples = trainer.miner(emb, labels) if trainer.miner is not None else None
-        values.append(trainer.loss_fn(emb, labels, tuples))
+    for batch in batches:
+        emb, lab = embeddings[batch].to(trainer.device), labels[batch].to(trainer.device)
+        tuples = trainer.miner(emb, lab) if trainer.miner is not None else None
+        values.append(trainer.loss_fn(emb, lab, tuples))
     return float(torch.stack(values).mean())
 
 

@@ -236,6 +236,14 @@ class Trainer:
         """Embeddings of a split: "eval" (what is evaluated), "loss" (what the loss sees) or
         "backbone" (the pooled features before the embedding layer)."""
         forward = {"eval": self.model.embed, "loss": self.model, "backbone": self.model.backbone}[space]
+        return self._embed_split(split, lambda x: (forward(x),))[0]
+
+    def embed_both(self, split: data_lib.Split) -> tuple[np.ndarray, np.ndarray]:
+        """(evaluation embeddings, loss-side embeddings) of a split from one forward pass each batch."""
+        return self._embed_split(split, self.model.embed_both)
+
+    @torch.no_grad()
+    def _embed_split(self, split: data_lib.Split, forward: Callable) -> list[np.ndarray]:
         self.model.eval()
         bs = self.cfg.eval.batch_size
         batches = [np.arange(i, min(i + bs, len(split))) for i in range(0, len(split), bs)]
@@ -243,9 +251,8 @@ class Trainer:
         for images, extra, _ in iterate_batches(split, batches, self.cfg.train.num_workers, self.cuda):
             x = self.prepare(images, extra, augment=False)
             with self.autocast():
-                z = forward(x)
-            out.append(z.float().cpu())
-        return torch.cat(out).numpy()
+                out.append([z.float().cpu() for z in forward(x)])
+        return [torch.cat(space).numpy() for space in zip(*out)]
 
     @torch.no_grad()
     def embed_array(self, images: np.ndarray) -> np.ndarray:

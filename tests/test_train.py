@@ -167,3 +167,31 @@ def test_ddp_two_processes_gloo(runs):
     assert len(done) == 1
     history = json.loads((done[0].parent / "history.json").read_text())
     assert len(history) == 2 and all(np.isfinite(h["loss"]) for h in history)
+
+
+@pytest.mark.parametrize("projector", [[], [32, 16]])
+def test_validation_loss_from_one_forward_pass_equals_a_forward_per_batch(projector, runs):
+    """scoring.validation_loss reads the split's loss-side embeddings (Trainer.embed_both) instead
+    of a second forward pass per batch: in eval mode the two must agree."""
+    from lib import scoring
+    from lib.batching import iterate_batches, make_batches
+
+    cfg = tiny(model__projector=projector, model__projector_at_test=False)
+    trainer = trainer_lib.Trainer(cfg, progress=False)
+    trainer.fit()
+    split = trainer.splits.test
+    evaluated, loss_space = trainer.embed_both(split)
+    np.testing.assert_allclose(evaluated, trainer.embed(split), atol=1e-5)
+    np.testing.assert_allclose(loss_space, trainer.embed(split, space="loss"), atol=1e-5)
+    assert loss_space.shape[1] == (projector[-1] if projector else cfg.model.embedding_dim)
+
+    np.random.seed(12345)
+    batches = make_batches(cfg, split.labels, min(20, max(1, len(split) // cfg.train.batch_size)))
+    trainer.model.eval()
+    per_batch = []
+    with torch.no_grad():
+        for images, extra, labels in iterate_batches(split, batches, 0, False):
+            emb = trainer.model(trainer.prepare(images, extra, augment=False)).float()
+            per_batch.append(trainer.loss_fn(emb, labels, trainer.miner(emb, labels)))
+    expected = float(torch.stack(per_batch).mean())
+    assert scoring.validation_loss(trainer, split, loss_space) == pytest.approx(expected, rel=1e-4, abs=1e-6)
