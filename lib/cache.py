@@ -134,6 +134,32 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> None:
     _atomic_write_bytes(path, buffer.getvalue())
 
 
+def memoized(name: str, compute, *, inputs: dict, arrays: tuple[np.ndarray, ...] = (),
+             modules: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """`compute()` (a dict of arrays), kept under runs/derived/ and keyed by everything it reads:
+    `inputs` (JSON-able: settings, run keys, library versions), the bytes of `arrays` and the
+    code (normalised, as for the behaviour file) of the lib `modules` that compute it. For what
+    a chapter derives from finished runs (t-SNE maps, gradient statistics), so a cached
+    re-render does not redo it. An unreadable file is recomputed."""
+    h = hashlib.sha256(json.dumps({"name": name, "inputs": inputs,
+                                   "code": {m: code_fingerprint(m) for m in modules}},
+                                  sort_keys=True, default=str).encode())
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        h.update(f"{array.dtype}{array.shape}".encode())
+        h.update(array.tobytes())
+    path = runs_dir() / "derived" / f"{name}-{h.hexdigest()[:16]}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as stored:
+                return {k: stored[k] for k in stored.files}
+        except (OSError, ValueError, EOFError):
+            pass  # a damaged file: compute again and overwrite it
+    result = {k: np.asarray(v) for k, v in compute().items()}
+    save_arrays(path, **result)
+    return result
+
+
 class RunDir:
     """The folder of one run: config.json, checkpoint.pt, embeddings.npz, history.json,
     metrics.json and, last, complete.json."""

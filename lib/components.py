@@ -43,15 +43,18 @@ def _instantiate(kind: str, registry: dict[str, type], name: str, kwargs: dict, 
     if unknown:
         raise ConfigError(f"{kind} {name} has no argument {', '.join(unknown)}; "
                           f"valid: {', '.join(sorted(accepted))}")
-    return cls(**kwargs, **{k: v for k, v in extra.items() if k in accepted})
+    return cls(**kwargs, **{k: v for k, v in extra.items() if k in accepted and k not in kwargs})
 
 
 def build_distance(cfg: RunConfig):
     return _instantiate("distance", DISTANCES, cfg.distance.name, cfg.distance.kwargs)
 
 
-def build_loss(cfg: RunConfig, distance):
-    return _instantiate("loss", LOSSES, cfg.loss.name, cfg.loss.kwargs, distance=distance)
+def build_loss(cfg: RunConfig, distance, num_classes: int = 2, embedding_size: int = 2):
+    """The loss; the classification losses (NormalizedSoftmaxLoss, ArcFaceLoss, ProxyAnchorLoss,
+    ...) also get the number of training classes and the size of the embedding the loss sees."""
+    return _instantiate("loss", LOSSES, cfg.loss.name, cfg.loss.kwargs, distance=distance,
+                        num_classes=num_classes, embedding_size=embedding_size)
 
 
 def build_miner(cfg: RunConfig, distance):

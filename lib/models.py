@@ -164,6 +164,7 @@ class EmbeddingNet(nn.Module):
         self.projector_at_test = cfg.projector_at_test
         self.normalize = cfg.normalize
         self.eval_dim = cfg.projector[-1] if cfg.projector and cfg.projector_at_test else width
+        self.loss_dim = cfg.projector[-1] if cfg.projector else width
 
     def forward(self, x: torch.Tensor, learner: int | None = None) -> torch.Tensor:
         """What the loss sees; with a `learner`, only that slice of a SlicedHead."""

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from lib import cache
 from lib.evaluate import MIN_EFFECTIVE_RANK
 
 sns.set_theme(context="notebook", style="whitegrid")
@@ -71,14 +72,11 @@ def negative_distance_histograms(history: pd.DataFrame, epochs: list[int] | None
 def tsne(embeddings: np.ndarray, labels: np.ndarray, ax, *, max_points: int = 800, top_classes: int = 12,
          seed: int = 0, title: str = "") -> None:
     """openTSNE map of held-out embeddings; the most frequent classes in colour, the rest grey."""
-    from openTSNE import TSNE
-
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(embeddings), size=min(max_points, len(embeddings)), replace=False)
     x, y = np.asarray(embeddings[idx], dtype=np.float64), labels[idx]
     # A collapsed embedding has (nearly) identical points; a whisker of noise keeps t-SNE defined.
-    x = x + rng.normal(scale=1e-6, size=x.shape)
-    z = np.asarray(TSNE(perplexity=min(30, (len(x) - 1) / 3), random_state=seed, n_jobs=1).fit(x))
+    z = tsne_coordinates(x + rng.normal(scale=1e-6, size=x.shape), seed)
     classes, counts = np.unique(y, return_counts=True)
     shown = classes[np.argsort(-counts)[:top_classes]]
     rest = ~np.isin(y, shown)
@@ -89,6 +87,21 @@ def tsne(embeddings: np.ndarray, labels: np.ndarray, ax, *, max_points: int = 80
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=10)
+
+
+def tsne_coordinates(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """openTSNE's 2-d map of the rows of x (perplexity 30, or a third of the points when fewer),
+    computed once per input and kept in the run cache (lib.cache.memoized)."""
+    from importlib.metadata import version
+
+    x = np.asarray(x, dtype=np.float64)
+
+    def compute():
+        from openTSNE import TSNE
+        return {"z": np.asarray(TSNE(perplexity=min(30, (len(x) - 1) / 3), random_state=seed, n_jobs=1).fit(x))}
+
+    return cache.memoized("tsne", compute, inputs={"seed": seed, "openTSNE": version("openTSNE")},
+                          arrays=(x,))["z"]
 
 
 def seed_dots(results: dict[str, list], metric: str, ax, scale: float = 100.0, order: list[str] | None = None) -> None:

@@ -81,7 +81,8 @@ class Trainer:
         self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         self.distance = build_distance(cfg)
-        self.loss_fn = build_loss(cfg, self.distance).to(self.device)  # the whole embedding's
+        classes = int(self.splits.train.labels.max()) + 1
+        self.loss_fn = build_loss(cfg, self.distance, classes, self.model.loss_dim).to(self.device)  # the whole embedding's
         # Divide and Conquer: one loss instance per learner (each its own MarginLoss beta).
         self.learner_losses = torch.nn.ModuleList(
             build_loss(cfg, self.distance) for _ in range(cfg.divide.clusters if cfg.divide.clusters > 1 else 0)

@@ -73,3 +73,26 @@ def test_the_key_follows_config_data_and_library_versions(monkeypatch):
     other = {**cache.library_versions(), "torch": "0.0"}
     monkeypatch.setattr(cache, "library_versions", lambda: other)
     assert cache.run_key(cfg.to_dict(), "data-a") != key
+
+
+def test_memoized_computes_once_per_input_and_recomputes_a_damaged_file(tmp_path, monkeypatch):
+    import numpy as np
+
+    monkeypatch.setenv("METRIC_RUNS", str(tmp_path))
+    calls = []
+
+    def compute(x):
+        calls.append(1)
+        return {"twice": 2 * x}
+
+    x = np.arange(6.0)
+    first = cache.memoized("double", lambda: compute(x), inputs={"k": 1}, arrays=(x,), modules=("geometry",))
+    again = cache.memoized("double", lambda: compute(x), inputs={"k": 1}, arrays=(x,), modules=("geometry",))
+    assert len(calls) == 1 and np.array_equal(first["twice"], again["twice"])
+    cache.memoized("double", lambda: compute(x + 1), inputs={"k": 1}, arrays=(x + 1,))  # other array: computed
+    cache.memoized("double", lambda: compute(x), inputs={"k": 2}, arrays=(x,))  # other inputs: computed
+    assert len(calls) == 3
+    for stored in (tmp_path / "derived").glob("double-*.npz"):
+        stored.write_bytes(b"not an npz")
+    damaged = cache.memoized("double", lambda: compute(x), inputs={"k": 1}, arrays=(x,), modules=("geometry",))
+    assert len(calls) == 4 and np.array_equal(damaged["twice"], 2 * x)

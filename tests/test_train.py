@@ -195,3 +195,14 @@ def test_validation_loss_from_one_forward_pass_equals_a_forward_per_batch(projec
             per_batch.append(trainer.loss_fn(emb, labels, trainer.miner(emb, labels)))
     expected = float(torch.stack(per_batch).mean())
     assert scoring.validation_loss(trainer, split, loss_space) == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+def test_a_classification_loss_gets_the_training_classes_and_the_loss_side_size(runs):
+    cfg = tiny(**{"loss__name": "NormalizedSoftmaxLoss", "loss__kwargs": {"temperature": 0.05},
+                  "miner__name": None, "distance__name": "CosineSimilarity", "distance__kwargs": {},
+                  "sampler__name": "shuffle", "model__projector": [24]})
+    trainer = trainer_lib.Trainer(cfg, progress=False)
+    classes = len(np.unique(trainer.splits.train.labels))
+    assert tuple(trainer.loss_fn.W.shape) == (24, classes)
+    history = trainer.fit()
+    assert np.isfinite([h["loss"] for h in history]).all()

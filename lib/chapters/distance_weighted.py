@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lib import geometry, plots, records, train
+from lib import cache, geometry, plots, records, train
 from lib.compare import compare, detectable, sentence
 from lib.study import Chapter, fmt
 
@@ -100,9 +100,16 @@ def gradient_noise(ch: Chapter, results: dict) -> tuple[plt.Figure, pd.DataFrame
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 3.6), squeeze=False)
     rows = []
     for ax, ds in zip(axes[0], datasets):
-        trainer = train.load_trained(results[ds][WU][0])
-        g = geometry.negative_gradient_variance(trainer, trainer.splits.test, pairs=ch.settings["gradient_pairs"],
-                                                augmentations=ch.settings["gradient_augmentations"])
+        run, pairs, augmentations = results[ds][WU][0], ch.settings["gradient_pairs"], ch.settings["gradient_augmentations"]
+
+        def measure(run=run):
+            trainer = train.load_trained(run)
+            return geometry.negative_gradient_variance(trainer, trainer.splits.test, pairs=pairs,
+                                                       augmentations=augmentations)
+
+        g = cache.memoized("gradient-variance", measure, inputs={"run": run.key, "pairs": pairs,
+                                                                 "augmentations": augmentations},
+                           modules=("geometry", "augment", "models", "trainer"))
         edges = np.quantile(g["distance"], np.linspace(0, 1, 9))
         octile = np.clip(np.digitize(g["distance"], edges[1:-1]), 0, len(edges) - 2)
         means = [g["variance"][octile == b].mean() for b in range(len(edges) - 1)]

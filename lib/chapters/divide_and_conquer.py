@@ -140,8 +140,6 @@ def still_improving(ch: Chapter, results: dict[str, dict[str, list]]) -> pd.Data
 def learners_map(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Figure:
     """t-SNE of a sample of training images in the centre's final embedding (first seed),
     coloured by the learner that had them at the last re-clustering."""
-    from openTSNE import TSNE
-
     middle, datasets, keep = centre(ch), ch.settings["datasets"], ch.settings["tsne_points"]
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 5), squeeze=False)
     for ax, ds in zip(axes[0], datasets):
@@ -150,7 +148,7 @@ def learners_map(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Figure
             ax.set_visible(False)
             continue
         x, learner = arrays["train_sample_embeddings"][:keep], arrays["train_sample_learner"][:keep]
-        z = np.asarray(TSNE(perplexity=min(30, (len(x) - 1) / 3), random_state=0, n_jobs=1).fit(x.astype(np.float64)))
+        z = plots.tsne_coordinates(x)
         ax.scatter(*z[learner == divide.DROPPED].T, s=4, c="lightgrey", lw=0)
         for k in range(ch.settings["grid_at"]["clusters"]):
             ax.scatter(*z[learner == k].T, s=6, lw=0, color=sns.color_palette("tab10")[k], label=f"learner {k}")
