@@ -51,10 +51,19 @@ def build_distance(cfg: RunConfig):
 
 
 def build_loss(cfg: RunConfig, distance, num_classes: int = 2, embedding_size: int = 2):
-    """The loss; the classification losses (NormalizedSoftmaxLoss, ArcFaceLoss, ProxyAnchorLoss,
-    ...) also get the number of training classes and the size of the embedding the loss sees."""
-    return _instantiate("loss", LOSSES, cfg.loss.name, cfg.loss.kwargs, distance=distance,
-                        num_classes=num_classes, embedding_size=embedding_size)
+    """The loss. The classification losses (NormalizedSoftmaxLoss, ArcFaceLoss, ProxyAnchorLoss,
+    ...), which require them, also get the number of training classes and the size of the
+    embedding the loss sees; MarginLoss's optional `num_classes` (a beta per class) is left to
+    the params."""
+    loss_class = LOSSES.get(cfg.loss.name)
+    required = _required_arguments(loss_class) if loss_class else set()
+    sizes = {k: v for k, v in {"num_classes": num_classes, "embedding_size": embedding_size}.items() if k in required}
+    return _instantiate("loss", LOSSES, cfg.loss.name, cfg.loss.kwargs, distance=distance, **sizes)
+
+
+def _required_arguments(cls: type) -> set[str]:
+    return {name for name, p in inspect.signature(cls.__init__).parameters.items()
+            if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)} - {"self"}
 
 
 def build_miner(cfg: RunConfig, distance):

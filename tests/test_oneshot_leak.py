@@ -2,7 +2,6 @@
 validation: the one-shot accuracy is only a test of transfer if the runs stay unseen."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from lib.data import load_dataset

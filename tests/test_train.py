@@ -206,3 +206,9 @@ def test_a_classification_loss_gets_the_training_classes_and_the_loss_side_size(
     assert tuple(trainer.loss_fn.W.shape) == (24, classes)
     history = trainer.fit()
     assert np.isfinite([h["loss"] for h in history]).all()
+
+
+def test_margin_loss_keeps_one_beta_unless_the_params_ask_for_one_per_class(runs):
+    cfg = tiny(**{"loss__name": "MarginLoss", "loss__kwargs": {"margin": 0.2, "beta": 1.2, "learn_beta": True}})
+    trainer = trainer_lib.Trainer(cfg, progress=False)
+    assert trainer.loss_fn.beta.numel() == 1
