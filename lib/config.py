@@ -165,7 +165,9 @@ class ModelConfig(_Model):
     embedding_dim: PosInt | None = 128  # linear head on the pooled features; None: no head
     projector: List[PosInt] = Field(default_factory=list)  # MLP after the head, e.g. [1024, 256]
     projector_at_test: StrictBool = True  # False: evaluate on the features before the projector
-    normalize: StrictBool = True  # L2-normalise the evaluation embedding
+    # L2-normalise the evaluation embedding; "per_slice": each divide-and-conquer slice on its own,
+    # in training and evaluation, as Sanakoyeu et al.'s released code does (then scaled by 1/sqrt(K))
+    normalize: Union[StrictBool, Literal["per_slice"]] = True
     drop_rate: Float = Field(0.0, ge=0.0, lt=1.0)
 
     @field_validator("embedding_dim", mode="before")

@@ -162,7 +162,9 @@ class EmbeddingNet(nn.Module):
         width = cfg.embedding_dim or width
         self.projector = _mlp([width, *cfg.projector]) if cfg.projector else None
         self.projector_at_test = cfg.projector_at_test
-        self.normalize = cfg.normalize
+        self.normalize = bool(cfg.normalize)
+        self.per_slice = cfg.normalize == "per_slice" and slices > 1
+        self.slices = slices
         self.eval_dim = cfg.projector[-1] if cfg.projector and cfg.projector_at_test else width
         self.loss_dim = cfg.projector[-1] if cfg.projector else width
 
@@ -170,7 +172,14 @@ class EmbeddingNet(nn.Module):
         """What the loss sees; with a `learner`, only that slice of a SlicedHead."""
         features = self.backbone(x)
         z = self.head(features, learner) if learner is not None else self.head(features)
+        if self.per_slice:
+            z = F.normalize(z, dim=1) if learner is not None else self._unit_slices(z)
         return self.projector(z) if self.projector is not None else z
+
+    def _unit_slices(self, z: torch.Tensor) -> torch.Tensor:
+        """Each slice scaled to unit length, the whole to unit length (1/sqrt(K)): what the
+        released D&C code feeds its loss after the full-embedding switch and evaluates."""
+        return F.normalize(z.view(len(z), self.slices, -1), dim=2).view(len(z), -1) / self.slices ** 0.5
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -180,6 +189,8 @@ class EmbeddingNet(nn.Module):
     def embed_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(evaluation embedding, what the loss sees) from one forward pass."""
         z = self.head(self.backbone(x))
+        if self.per_slice:
+            z = self._unit_slices(z)
         loss_side = self.projector(z) if self.projector is not None else z
         evaluated = loss_side if self.projector is not None and self.projector_at_test else z
         return (F.normalize(evaluated.float(), dim=1) if self.normalize else evaluated.float()), loss_side

@@ -42,6 +42,23 @@ def test_gradients_reach_only_the_active_slice():
     assert z.shape == (3, 16) and torch.allclose(z.norm(dim=1), torch.ones(3), atol=1e-5)
 
 
+def test_per_slice_normalisation_as_the_released_code_has_it():
+    """normalize: per_slice makes every 16-d slice a unit vector (the whole scaled to unit length),
+    in the full-embedding loss input and in evaluation; a learner's slice is a unit vector."""
+    torch.manual_seed(0)
+    model = EmbeddingNet(ModelConfig(backbone="convnet", embedding_dim=16, normalize="per_slice"), in_chans=1, slices=4)
+    model.eval()
+    x = torch.randn(5, 1, 28, 28)
+    for z in (model(x), model.embed(x)):
+        norms = z.view(5, 4, 4).norm(dim=2)
+        assert torch.allclose(norms, torch.full((5, 4), 0.5), atol=1e-5)  # 1/sqrt(4) each
+    assert torch.allclose(model(x, learner=1).norm(dim=1), torch.ones(5), atol=1e-5)
+    whole = EmbeddingNet(ModelConfig(backbone="convnet", embedding_dim=16), in_chans=1, slices=4)
+    whole.load_state_dict(model.state_dict())
+    whole.eval()
+    assert not torch.allclose(whole.embed(x), model.embed(x), atol=1e-3)
+
+
 def test_an_adam_step_moves_only_the_active_learner(runs):
     trainer = Trainer(tiny_dnc(train__steps_per_epoch=1), progress=False)
     before = head_slices(trainer.model)
