@@ -95,7 +95,7 @@ def test_nan_loss_stops_without_caching(runs, monkeypatch):
         def forward(self, *args, **kwargs):
             return self.inner(*args, **kwargs) * float("nan")
 
-    monkeypatch.setattr(trainer_lib, "build_loss", lambda c, d: NanLoss(original(c, d)))
+    monkeypatch.setattr(trainer_lib, "build_loss", lambda c, d, *sizes: NanLoss(original(c, d, *sizes)))
     with pytest.raises(train.TrainingDiverged, match="loss became nan at epoch 1, step 1.*lower optim.lr"):
         train.run(cfg, progress=False)
     run_dir = train.run_dir_for(cfg)
