@@ -165,7 +165,7 @@ def claims(profile: Profile) -> list:
                        regime="ImageNet-pretrained ResNet-50, CUB/Cars/SOP, 224 px", chapter="03_distance_weighted",
                        dataset=ds, metric="recall@1", a="margin loss, distance-weighted (Wu)", b="semi-hard triplet"),
             Comparison(claim="Divide and conquer (K learners) beats a single learner", source="Sanakoyeu et al. 2019",
-                       regime="ImageNet-pretrained ResNet-50, 200 epochs (the last 10 on the whole embedding), "
+                       regime="ImageNet-pretrained ResNet-50, 200 epochs (the loss on the whole embedding from epoch 80 in the released code), "
                               "clustered on pretrained features",
                        chapter="04_divide_and_conquer", dataset=ds, metric="recall@1", a=centre,
                        b="K=1 (single learner)"),
