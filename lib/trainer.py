@@ -59,14 +59,18 @@ class Trainer:
     def __init__(self, cfg: RunConfig, splits: Splits | None = None, progress: bool = True):
         self.cfg = cfg
         self.rank, self.world = dist_info()
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         self.device = _device(cfg)
         if self.world > 1 and self.device.type == "cuda":
-            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            # More ranks than GPUs (a one-GPU machine checking the DDP path) share the GPUs round
+            # robin; NCCL refuses two ranks on one GPU, so those ranks talk through gloo.
+            gpus = torch.cuda.device_count()
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % gpus)
             torch.cuda.set_device(self.device)
+        if self.world > 1 and not dist.is_initialized():
+            nccl = self.device.type == "cuda" and self.world <= torch.cuda.device_count()
+            dist.init_process_group("nccl" if nccl else "gloo")
         self.cuda = self.device.type == "cuda"
         self.progress = progress and self.rank == 0
         if cfg.eval.oneshot:  # before minutes of training, not after
