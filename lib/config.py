@@ -57,7 +57,8 @@ SAMPLER_NAMES = ("m_per_class", "shuffle")  # lib.components.SAMPLERS
 DEVICES = ("auto", "cpu", "cuda")
 # notebooks/<stem>.ipynb read chapters.<stem>; `published` holds the papers' numbers.
 CHAPTER_NAMES = ("00_quickstart", "01_beluga_collapse", "02_mining", "03_distance_weighted",
-                 "04_divide_and_conquer", "05_reidentification", "06_claims_ledger", "published")
+                 "04_divide_and_conquer", "05_reidentification", "06_oneshot_record", "07_claims_ledger",
+                 "published")
 NAME_PATTERN = r"[A-Za-z0-9_]+"  # profile names and chapters' `tables_from`
 
 
@@ -342,6 +343,14 @@ class DistanceWeightedChapter(_Chapter):
     gradient_augmentations: PosInt
 
 
+class Anchor(_Model):
+    """A published one-shot accuracy, and whether it was measured on Lake's 20 runs themselves."""
+
+    label: StrictStr
+    accuracy: Float = Field(ge=0.0, le=1.0)
+    on_these_runs: StrictBool
+
+
 class GridPoint(_Model):
     clusters: PosInt
     recluster_every: PosInt
@@ -393,6 +402,14 @@ class ReidentificationChapter(_Chapter):
         return self
 
 
+class OneshotRecordChapter(_Chapter):
+    start: RunLayer  # the road's first recipe, an overlay on the profile's Omniglot run
+    ingredients: dict[str, RunLayer]  # tried in this order, each an overlay on the recipe so far
+    select_on: StrictStr  # a per-epoch validation metric of the run's history (background classes only)
+    minimal_backgrounds: List[Literal["small1", "small2"]]  # Lake's 5-alphabet sets, for the chosen recipe
+    anchors: List[Anchor]
+
+
 class ClaimsLedgerChapter(_Chapter):
     tables_from: ProfileName  # the profile whose tables the ledger reads
 
@@ -406,7 +423,8 @@ class Chapters(_Model):
     distance_weighted: DistanceWeightedChapter = Field(None, alias="03_distance_weighted")
     divide_and_conquer: DivideAndConquerChapter = Field(None, alias="04_divide_and_conquer")
     reidentification: ReidentificationChapter = Field(None, alias="05_reidentification")
-    claims_ledger: ClaimsLedgerChapter = Field(None, alias="06_claims_ledger")
+    oneshot_record: OneshotRecordChapter = Field(None, alias="06_oneshot_record")
+    claims_ledger: ClaimsLedgerChapter = Field(None, alias="07_claims_ledger")
     # Not a notebook: the papers' numbers, data set -> {metric: value}, for code that compares.
     published: dict[DatasetName, dict[str, Float]] = Field(None)
 

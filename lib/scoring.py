@@ -70,10 +70,11 @@ def validation_loss(trainer: Trainer, split: data_lib.Split, loss_space: np.ndar
     return float(torch.stack(values).mean())
 
 
-def oneshot_accuracy(trainer: Trainer) -> float:
-    """Lake's 20 within-alphabet 20-way one-shot runs, scored by nearest support image."""
+def oneshot_accuracy(trainer: Trainer, per_run: bool = False) -> float | tuple[float, np.ndarray]:
+    """Lake's 20 within-alphabet 20-way one-shot runs, scored by nearest support image (with
+    `per_run`, also each run's accuracy)."""
     size = trainer.cfg.data.image_size if isinstance(trainer.cfg.data.image_size, int) else 28
     runs = data_lib.load_oneshot_runs(trainer.cfg.data.root, image_size=size or 28)
     support = [trainer.embed_array(run.support) for run in runs]
     query = [trainer.embed_array(run.query) for run in runs]
-    return evaluate.oneshot_accuracy(support, query, [r.answers for r in runs])
+    return evaluate.oneshot_accuracy(support, query, [r.answers for r in runs], per_run=per_run)

@@ -153,7 +153,7 @@ def test_chapter_is_a_plain_dict_of_what_the_profile_gives():
     s["margins"].append(99)
     assert 99 not in profile.chapter("01_beluga_collapse")["margins"]
     assert profile.chapter("05_reidentification")["catalogue_photos"] == [1, None]
-    assert profile.chapter("06_claims_ledger") == {"tables_from": "smoke"}
+    assert profile.chapter("07_claims_ledger") == {"tables_from": "smoke"}
 
 
 # The dict the dataclass code gave for quick's omniglot run: its hash is the run's cache key.

@@ -104,7 +104,7 @@ def test_borrowed_recipes_hit_the_other_chapters_runs() -> None:
 
 
 def test_ledger_refuses_tables_of_a_chapter_whose_last_run_failed(tmp_path, monkeypatch) -> None:
-    """Probe: after chapter 1 failed, chapter 6 read figures/<profile>/01_x-*.csv, an older run's
+    """Probe: after chapter 1 failed, chapter 7 read figures/<profile>/01_x-*.csv, an older run's
     tables, without a word. run_all.sh leaves reports/<profile>/FAILED-<notebook> for it."""
     table = _table({"a": [0.1, 0.2]})
     _write(tmp_path, "p", "01_x", table)

@@ -22,11 +22,14 @@ def oneshot_images(shared_data) -> set[bytes]:
     ("quick", "00_quickstart", {"data": {"val_fraction": 0.2}}),
     ("quick", "00_quickstart", {"data": {"options": {"background": "small1"}}}),
     ("quick", "00_quickstart", {"data": {"options": {"background": "minimal"}, "val_fraction": 0.2}}),
+    ("quick", "06_oneshot_record", "start"),  # the record's road chooses on its validation split
+    ("full", "06_oneshot_record", "start"),
 ])
 def test_no_oneshot_or_evaluation_image_enters_training_or_validation(shared_data, oneshot_images, profile, chapter,
                                                                       layer, monkeypatch) -> None:
     monkeypatch.setenv("METRIC_DATA", str(shared_data))
-    cfg = Chapter(chapter, profile).config("omniglot", layer)
+    ch = Chapter(chapter, profile)
+    cfg = ch.config("omniglot", ch.settings[layer] if layer == "start" else layer)
     splits = load_splits(cfg)
     test_characters = set(splits.test.meta["char_id"])
     # With val_fraction 0 the per-epoch validation *is* the test split (learning curves only: nothing

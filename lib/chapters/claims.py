@@ -1,4 +1,4 @@
-"""Chapter 6: the claims ledger as a table, a figure of the measured effects, and a count."""
+"""Chapter 7: the claims ledger as a table, a figure of the measured effects, and a count."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt

@@ -1,0 +1,218 @@
+"""Chapter 6: the road to a one-shot record on Lake's 20 within-alphabet runs.
+
+Ingredients are tried one at a time and kept only when they raise a validation metric measured
+on background classes held out from training (`data.val_fraction`): the 20 runs, whose images lie
+in the evaluation set, never choose anything."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from lib import cache, scoring, stats, train
+from lib.ledger import CHOSEN_ONESHOT
+from lib.study import Chapter, fmt
+
+CHOSEN = CHOSEN_ONESHOT  # the road's end, recorded again under this name for the ledger
+START = "start"
+
+
+@dataclass
+class Step:
+    setting: str  # the recipe tried: the kept ingredients so far, plus this one
+    ingredient: str  # what this step added ("start" for the first)
+    results: list
+    selection: dict  # seed -> the validation metric
+    gain: stats.Difference | None  # against the recipe kept so far (None for the start)
+    kept: bool
+    layers: list  # the run overlays that make this step's recipe
+
+
+def _selection_metric(result, metric: str) -> float:
+    """The metric's value at the run's last validation (background classes held out)."""
+    history = result.history
+    if metric not in history:
+        raise KeyError(f"{metric!r} is not in the run's history (columns: {', '.join(history.columns)}); "
+                       "chapters.06_oneshot_record.select_on must name a per-epoch validation metric")
+    return float(history[metric].dropna().iloc[-1])
+
+
+def road(ch: Chapter) -> list[Step]:
+    """The start recipe, then each ingredient on top of what was kept so far, over the seeds;
+    an ingredient stays when its mean paired gain in `select_on` is positive."""
+    s = ch.settings
+    metric = s["select_on"]
+    layers, names = [s["start"]], []
+
+    def attempt(ingredient: str, extra_layers: list) -> Step:
+        setting = " + ".join([START, *names, *([ingredient] if ingredient != START else [])])
+        cfg = ch.config("omniglot", *extra_layers)
+        results = ch.run_settings({setting: cfg})[setting]
+        selection = {r.config.train.seed: _selection_metric(r, metric) for r in results}
+        return Step(setting, ingredient, results, selection, None, True, extra_layers)
+
+    steps = [attempt(START, layers)]
+    current = steps[0]
+    for ingredient, layer in s["ingredients"].items():
+        step = attempt(ingredient, [*layers, layer])
+        step.gain = stats.paired_difference(step.selection, current.selection)
+        step.kept = bool(np.isfinite(step.gain.diff) and step.gain.diff > 0)
+        steps.append(step)
+        if step.kept:
+            layers.append(layer)
+            names.append(ingredient)
+            current = step
+    for result in current.results:
+        ch.record(CHOSEN, result)
+    ch.save_records()
+    return steps
+
+
+def chosen(steps: list[Step]) -> Step:
+    return [s for s in steps if s.kept][-1]
+
+
+def minimal_backgrounds(ch: Chapter, best: Step) -> pd.DataFrame:
+    """The chosen recipe, unchanged, trained on each of Lake's two minimal background sets (5
+    alphabets each, the harder form of the challenge) beside the whole background set."""
+    rows = [_background_row("full (30 alphabets)", best.results)]
+    for background in ch.settings["minimal_backgrounds"]:
+        name = f"{CHOSEN}, {background} background"
+        cfg = ch.config("omniglot", *best.layers, {"data": {"options": {"background": background}}})
+        rows.append(_background_row(f"{background} (5 alphabets)", ch.run_settings({name: cfg})[name]))
+    table = pd.DataFrame(rows).set_index("background")
+    ch.save_table(table, "backgrounds")
+    return table
+
+
+def _background_row(name: str, results: list) -> dict:
+    shot = np.array([r.metrics["oneshot_accuracy"] for r in results])
+    return {"background": name, "train steps": results[0].metrics["train_steps"],
+            "oneshot_accuracy mean": shot.mean(), "oneshot_accuracy sd": shot.std(ddof=1) if len(shot) > 1 else np.nan,
+            "per seed": ", ".join(f"{x:.1%}" for x in shot),
+            "train minutes per seed": np.mean([r.metrics["train_seconds"] for r in results]) / 60}
+
+
+def road_table(ch: Chapter, steps: list[Step]) -> pd.DataFrame:
+    """One row per step: what it added, its validation metric, its gain and whether it stayed,
+    then the one-shot accuracy and the minutes it trained (the 20 runs are read, never used)."""
+    metric = ch.settings["select_on"]
+    rows = []
+    for step in steps:
+        val = np.array(list(step.selection.values()))
+        oneshot = np.array([r.metrics["oneshot_accuracy"] for r in step.results])
+        g = step.gain
+        rows.append({
+            "step": step.ingredient, "setting": step.setting, "kept": step.kept,
+            f"{metric} mean": val.mean(), f"{metric} sd": val.std(ddof=1) if len(val) > 1 else np.nan,
+            "gain": np.nan if g is None else g.diff, "gain low": np.nan if g is None else g.low,
+            "gain high": np.nan if g is None else g.high,
+            "oneshot_accuracy mean": oneshot.mean(),
+            "oneshot_accuracy sd": oneshot.std(ddof=1) if len(oneshot) > 1 else np.nan,
+            "recall@1 (evaluation set) mean": np.mean([r.metrics["recall@1"] for r in step.results]),
+            "epochs": step.results[0].config.train.epochs,
+            "train minutes per seed": np.mean([r.metrics["train_seconds"] for r in step.results]) / 60,
+        })
+    table = pd.DataFrame(rows).set_index("step")
+    ch.save_table(table, "road")
+    return table
+
+
+def per_run_accuracy(results: list) -> np.ndarray:
+    """(seeds, 20): each seed's accuracy on each of Lake's runs, from its trained weights
+    (kept under runs/derived/, so a re-render does not reload the networks)."""
+    def compute(result):
+        return lambda: {"accuracy": scoring.oneshot_accuracy(train.load_trained(result), per_run=True)[1]}
+
+    return np.stack([cache.memoized("oneshot-per-run", compute(r), inputs={"run": r.key},
+                                    modules=("scoring", "evaluate"))["accuracy"] for r in results])
+
+
+def _anchor_lines(ax, anchors: list[dict]) -> None:
+    """The published levels as lines (dotted: not measured on these runs), labelled at the right
+    and spread apart where two levels lie close."""
+    for anchor in anchors:
+        ax.axhline(anchor["accuracy"] * 100, color="grey", ls="-" if anchor["on_these_runs"] else ":", lw=1)
+    low, high = ax.get_ylim()
+    gap, previous = 0.045 * (high - low), -np.inf
+    for anchor in sorted(anchors, key=lambda a: a["accuracy"]):
+        y = max(anchor["accuracy"] * 100, previous + gap)
+        previous = y
+        where = "" if anchor["on_these_runs"] else " (other trials)"
+        ax.annotate(f"{anchor['label']}{where} {anchor['accuracy']:.1%}", (1.0, anchor["accuracy"] * 100),
+                    xycoords=("axes fraction", "data"), xytext=(1.01, y), textcoords=("axes fraction", "data"),
+                    va="center", fontsize=8, color="dimgrey")
+
+
+def road_figure(ch: Chapter, steps: list[Step]) -> plt.Figure:
+    metric = ch.settings["select_on"]
+    fig, (ax_val, ax_shot) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 1.5]})
+    labels = [s.ingredient for s in steps]
+    for i, step in enumerate(steps):
+        colour = "tab:blue" if step.kept else "tab:grey"
+        val = np.array(list(step.selection.values())) * 100
+        shot = np.array([r.metrics["oneshot_accuracy"] for r in step.results]) * 100
+        for ax, y in ((ax_val, val), (ax_shot, shot)):
+            ax.scatter(np.full(len(y), i), y, color=colour, s=18, alpha=0.7, zorder=3)
+            ax.plot([i - 0.25, i + 0.25], [y.mean()] * 2, color=colour, lw=2.5)
+    for ax in (ax_val, ax_shot):
+        ax.set_xticks(range(len(steps)), labels, rotation=20, ha="right")
+        ax.grid(axis="y", alpha=0.3)
+    ax_val.set_ylabel(f"{metric} (%), background classes held out")
+    ax_val.set_title("What chose each step (validation)")
+    ax_shot.set_ylabel("20-way one-shot accuracy (%), Lake's 20 runs")
+    ax_shot.set_title("Where each step stands (read, never used to choose)")
+    _anchor_lines(ax_shot, ch.settings["anchors"])
+    fig.tight_layout()
+    return fig
+
+
+def per_run_figure(ch: Chapter, accuracy: np.ndarray) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    runs = np.arange(1, accuracy.shape[1] + 1)
+    for seed_row in accuracy:
+        ax.scatter(runs, seed_row * 100, s=14, color="tab:blue", alpha=0.6)
+    ax.plot(runs, accuracy.mean(0) * 100, "_", color="tab:red", markersize=14, mew=2, label="mean over seeds")
+    ax.set_xticks(runs)
+    ax.set_xlabel("Lake's run (20-way, one alphabet each)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"The chosen recipe on each of the 20 runs ({accuracy.shape[0]} seeds)")
+    _anchor_lines(ax, ch.settings["anchors"])
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def conclusion(ch: Chapter, steps: list[Step], table: pd.DataFrame, accuracy: np.ndarray,
+               backgrounds: pd.DataFrame) -> str:
+    metric = ch.settings["select_on"]
+    best = chosen(steps)
+    shot = np.array([r.metrics["oneshot_accuracy"] for r in best.results])
+    kept = [s.ingredient for s in steps[1:] if s.kept]
+    dropped = [s.ingredient for s in steps[1:] if not s.kept]
+    text = (f"The road kept **{', '.join(kept) or 'nothing beyond the start'}**"
+            f"{' and dropped ' + ', '.join(dropped) if dropped else ''}, each judged by the mean paired gain "
+            f"in {metric} over {len(best.results)} seed(s) on background classes held out from training. "
+            f"The chosen recipe scores **{fmt(shot.mean(), shot.std(ddof=1) if len(shot) > 1 else float('nan'))}** "
+            f"on Lake's 20 runs (per seed: {', '.join(f'{x:.1%}' for x in shot)}; run by run, the mean over seeds ranges from "
+            f"{accuracy.mean(0).min():.0%} to {accuracy.mean(0).max():.0%}), after "
+            f"{table.loc[best.ingredient, 'train minutes per seed']:.1f} minutes of training per seed. ")
+    anchors = ch.settings["anchors"]
+    above = [a for a in anchors if a["on_these_runs"] and shot.mean() >= a["accuracy"]]
+    below = [a for a in anchors if a["on_these_runs"] and shot.mean() < a["accuracy"]]
+    if above:
+        text += f"On these very runs it is above {', '.join(a['label'] for a in above)}. "
+    if below:
+        levels = [f"{a['label']} ({a['accuracy']:.1%})" for a in below]
+        text += f"It stays below {', '.join(levels)}. "
+    minimal = backgrounds.iloc[1:]
+    if len(minimal):
+        text += ("Trained on a minimal background set (5 alphabets) instead, the same recipe scores "
+                 + ", ".join(f"{fmt(r['oneshot_accuracy mean'], r['oneshot_accuracy sd'])} ({name})"
+                             for name, r in minimal.iterrows()) + ". ")
+    text += "The ledger (chapter 7) judges the levels with intervals over seeds. "
+    if ch.profile.name != "full":
+        text += f"Profile {ch.profile.name}: a shorter schedule on fewer images than the full profile, so these numbers only show the road's shape."
+    return text
