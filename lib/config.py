@@ -363,6 +363,8 @@ class DivideAndConquerChapter(_Chapter):
     recluster_every: List[PosInt]
     grid_at: GridPoint
     tsne_points: PosInt
+    budget_dataset: DatasetName  # where one learner and the grid's centre are also run longer
+    budgets: List[PosInt] = Field(min_length=1)  # multiples of the chapter's epochs, 1 first
 
 
 class BorrowedRecipe(_Model):
