@@ -47,6 +47,11 @@ def record(chapter: str, dataset: str, setting: str, result) -> dict:
     return row
 
 
+def budget_setting(arm: str, multiple: int) -> str:
+    """The setting name of `arm` trained at `multiple` times its chapter's budget (chapter 4)."""
+    return arm if multiple == 1 else f"{arm}, {multiple}x budget"
+
+
 def table_path(profile: str, chapter: str) -> Path:
     return runs_dir() / "tables" / profile / f"{chapter}.csv"
 

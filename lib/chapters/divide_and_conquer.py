@@ -311,10 +311,6 @@ def verdict(ch: Chapter, family: pd.DataFrame, improving: pd.DataFrame) -> str:
 
 
 # ----------------------------------------------------------------------------- longer budgets
-def _budget_name(arm: str, multiple: int) -> str:
-    return arm if multiple == 1 else f"{arm}, {multiple}x budget"
-
-
 def budgets(ch: Chapter) -> tuple[dict[int, dict[str, list]], pd.DataFrame]:
     """One learner against the grid's centre at 1x, 2x, 4x ... the chapter's budget (`budgets`) on
     `budget_dataset`: every epoch count multiplied (the whole-embedding epochs too, so their share
@@ -327,12 +323,12 @@ def budgets(ch: Chapter) -> tuple[dict[int, dict[str, list]], pd.DataFrame]:
         settings = {}
         for arm, (k, m) in arms.items():
             cfg = divide_setting(ch, ds, k, m)
-            settings[_budget_name(arm, multiple)] = cfg.with_overrides({
+            settings[records.budget_setting(arm, multiple)] = cfg.with_overrides({
                 "train.epochs": cfg.train.epochs * multiple,
                 "divide.finetune_epochs": cfg.divide.finetune_epochs * multiple})
         runs = ch.run_settings(settings)
-        results[multiple] = {arm: runs[_budget_name(arm, multiple)] for arm in arms}
-    pairs = {f"{m}x": (_budget_name(middle, m), _budget_name(SINGLE, m)) for m in ch.settings["budgets"]}
+        results[multiple] = {arm: runs[records.budget_setting(arm, multiple)] for arm in arms}
+    pairs = {f"{m}x": (records.budget_setting(middle, m), records.budget_setting(SINGLE, m)) for m in ch.settings["budgets"]}
     gap = compare.compare(ch.table(), pairs, PRIMARY, dataset=ds)
     gap.insert(0, "epochs", [results[m][SINGLE][0].config.train.epochs for m in ch.settings["budgets"]])
     ch.save_table(gap, "budgets")
