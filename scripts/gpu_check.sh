@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU path, exercised where a GPU is lent (CI has none):
 #   1. the CUDA tests (tests/test_cuda.py: fp32 CUDA = CPU, bf16 autocast and channels-last
-#      engaged, an AMP run that learns, DDP with two ranks under torchrun) and the trainer tests on CUDA;
+#      engaged, an AMP run that learns) and the trainer tests on CUDA (DDP: two ranks under torchrun);
 #   2. bench/bench_train.py on CUDA: the trainer's step against a bare forward + backward;
 #   3. bench/bench_throughput.py: ResNet-50 at 224 px (paper_wu) with bf16 + channels-last, then
 #      fp32 and contiguous, then the real JPEG pipeline when beluga photos are present.

@@ -159,9 +159,12 @@ def test_sigkill_then_resume_matches_uninterrupted(runs, tmp_path):
 
 
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="torch built without gloo")
-def test_ddp_two_processes_gloo(runs):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_ddp_two_processes(runs, device):
+    """Two ranks under torchrun train one run: gloo on the CPU; on one GPU both ranks share it."""
     env = {**os.environ, "METRIC_RUNS": str(runs), "OMP_NUM_THREADS": "1"}
-    args = ["--standalone", "--nproc_per_node=2", "-m", "lib.train", "smoke",
+    args = ["--standalone", "--nproc_per_node=2", "-m", "lib.train", "smoke", "--set", f"train.device={device}",
             "--set", "eval.oneshot=false", "--set", "train.steps_per_epoch=3"]
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", *args], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=300)
