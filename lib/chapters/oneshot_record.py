@@ -30,6 +30,15 @@ class Step:
     layers: list  # the run overlays that make this step's recipe
 
 
+def _scores(results: list, metric: str = "oneshot_accuracy") -> np.ndarray:
+    """One final metric per seed."""
+    return np.array([r.metrics[metric] for r in results])
+
+
+def _sd(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+
+
 def _selection_metric(result, metric: str) -> float:
     """The metric's value at the run's last validation (background classes held out)."""
     history = result.history
@@ -88,11 +97,11 @@ def minimal_backgrounds(ch: Chapter, best: Step) -> pd.DataFrame:
 
 
 def _background_row(name: str, results: list) -> dict:
-    shot = np.array([r.metrics["oneshot_accuracy"] for r in results])
+    shot = _scores(results)
     return {"background": name, "train steps": results[0].metrics["train_steps"],
-            "oneshot_accuracy mean": shot.mean(), "oneshot_accuracy sd": shot.std(ddof=1) if len(shot) > 1 else np.nan,
+            "oneshot_accuracy mean": shot.mean(), "oneshot_accuracy sd": _sd(shot),
             "per seed": ", ".join(f"{x:.1%}" for x in shot),
-            "train minutes per seed": np.mean([r.metrics["train_seconds"] for r in results]) / 60}
+            "train minutes per seed": _scores(results, "train_seconds").mean() / 60}
 
 
 def road_table(ch: Chapter, steps: list[Step]) -> pd.DataFrame:
@@ -102,18 +111,18 @@ def road_table(ch: Chapter, steps: list[Step]) -> pd.DataFrame:
     rows = []
     for step in steps:
         val = np.array(list(step.selection.values()))
-        oneshot = np.array([r.metrics["oneshot_accuracy"] for r in step.results])
+        oneshot = _scores(step.results)
         g = step.gain
         rows.append({
             "step": step.ingredient, "setting": step.setting, "kept": step.kept,
-            f"{metric} mean": val.mean(), f"{metric} sd": val.std(ddof=1) if len(val) > 1 else np.nan,
+            f"{metric} mean": val.mean(), f"{metric} sd": _sd(val),
             "gain": np.nan if g is None else g.diff, "gain low": np.nan if g is None else g.low,
             "gain high": np.nan if g is None else g.high,
             "oneshot_accuracy mean": oneshot.mean(),
-            "oneshot_accuracy sd": oneshot.std(ddof=1) if len(oneshot) > 1 else np.nan,
-            "recall@1 (evaluation set) mean": np.mean([r.metrics["recall@1"] for r in step.results]),
+            "oneshot_accuracy sd": _sd(oneshot),
+            "recall@1 (evaluation set) mean": _scores(step.results, "recall@1").mean(),
             "epochs": step.results[0].config.train.epochs,
-            "train minutes per seed": np.mean([r.metrics["train_seconds"] for r in step.results]) / 60,
+            "train minutes per seed": _scores(step.results, "train_seconds").mean() / 60,
         })
     table = pd.DataFrame(rows).set_index("step")
     ch.save_table(table, "road")
@@ -153,7 +162,7 @@ def road_figure(ch: Chapter, steps: list[Step]) -> plt.Figure:
     for i, step in enumerate(steps):
         colour = "tab:blue" if step.kept else "tab:grey"
         val = np.array(list(step.selection.values())) * 100
-        shot = np.array([r.metrics["oneshot_accuracy"] for r in step.results]) * 100
+        shot = _scores(step.results) * 100
         for ax, y in ((ax_val, val), (ax_shot, shot)):
             ax.scatter(np.full(len(y), i), y, color=colour, s=18, alpha=0.7, zorder=3)
             ax.plot([i - 0.25, i + 0.25], [y.mean()] * 2, color=colour, lw=2.5)
@@ -189,13 +198,13 @@ def conclusion(ch: Chapter, steps: list[Step], table: pd.DataFrame, accuracy: np
                backgrounds: pd.DataFrame) -> str:
     metric = ch.settings["select_on"]
     best = chosen(steps)
-    shot = np.array([r.metrics["oneshot_accuracy"] for r in best.results])
+    shot = _scores(best.results)
     kept = [s.ingredient for s in steps[1:] if s.kept]
     dropped = [s.ingredient for s in steps[1:] if not s.kept]
     text = (f"The road kept **{', '.join(kept) or 'nothing beyond the start'}**"
             f"{' and dropped ' + ', '.join(dropped) if dropped else ''}, each judged by the mean paired gain "
             f"in {metric} over {len(best.results)} seed(s) on background classes held out from training. "
-            f"The chosen recipe scores **{fmt(shot.mean(), shot.std(ddof=1) if len(shot) > 1 else float('nan'))}** "
+            f"The chosen recipe scores **{fmt(shot.mean(), _sd(shot))}** "
             f"on Lake's 20 runs (per seed: {', '.join(f'{x:.1%}' for x in shot)}; run by run, the mean over seeds ranges from "
             f"{accuracy.mean(0).min():.0%} to {accuracy.mean(0).max():.0%}), after "
             f"{table.loc[best.ingredient, 'train minutes per seed']:.1f} minutes of training per seed. ")
