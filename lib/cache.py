@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -207,6 +209,19 @@ class RunDir:
                 return all(archive[name].size >= 0 for name in archive.files)
         except Exception:  # zipfile.BadZipFile, EOFError, ValueError: a damaged archive
             return False
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the run for this process: a second process that wants the same run (another lane
+        of run_all.sh, say) waits here, then finds it in the cache. The operating system drops the
+        lock when its holder dies, so a killed run never blocks the next one."""
+        runs_dir().mkdir(parents=True, exist_ok=True)
+        with open(runs_dir() / f".{self.key}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def start(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

@@ -488,6 +488,12 @@ class Profile(_Model):
             set_dotted(merged, key.replace("__", "."), copy.deepcopy(value))
         return RunConfig.validate_dict(merged)
 
+    def readers(self) -> list[str]:
+        """The chapters that read what other chapters wrote: borrowed runs (`recipes`) or every
+        chapter's per-seed tables (the ledger's `tables_from`). run_all.sh runs them last."""
+        return [stem for stem, section in self.chapters.as_dict().items()
+                if stem != "published" and ("recipes" in section or "tables_from" in section)]
+
     def chapter(self, name: str) -> dict:
         """chapters.<name> as a plain dict (a copy): the keys the profile gives."""
         sections = self.chapters.as_dict()
