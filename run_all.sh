@@ -30,6 +30,10 @@ if [ -n "$only" ]; then
   for nb in notebooks/[0-9]*.ipynb; do [[ "$(basename "$nb")" == *$only* ]] && matches=$((matches + 1)); done
   [ "$matches" -gt 0 ] || { echo "run_all.sh: no notebook matches --only '$only'; have: $(cd notebooks && ls [0-9]*.ipynb | tr '\n' ' ')" >&2; exit 2; }
 fi
+# Lanes (see below): how many chapters train side by side.
+lanes="${METRIC_LANES:-$(( $(nproc) >= 2 ? 2 : 1 ))}"
+[[ "$lanes" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: METRIC_LANES must be a whole number >= 1, not '$lanes'" >&2; exit 2; }
+threads=$(( $(nproc) / lanes )); [ "$threads" -ge 1 ] || threads=1
 
 # This checkout's lib, first: a venv installed editable (pip install -e) from another checkout
 # maps `import lib` to that checkout, whose figures and runs the notebooks would then write.
@@ -71,9 +75,6 @@ rm -f "$out"/.status-*
 # with two threads (bench/bench_lanes.py), so the chapters that train run in $lanes lanes of
 # $(nproc)/$lanes threads. The chapters that read other chapters' runs or tables (re-identification,
 # the ledger) wait for them. A run two lanes both want is trained once (lib.cache.RunDir.lock).
-lanes="${METRIC_LANES:-$(( $(nproc) >= 2 ? 2 : 1 ))}"
-[[ "$lanes" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: METRIC_LANES must be a whole number >= 1, not '$lanes'" >&2; exit 2; }
-threads=$(( $(nproc) / lanes )); [ "$threads" -ge 1 ] || threads=1
 readers="$("$py" -c "from lib.config import load_profile; print(' '.join(load_profile('$profile').readers()))")" || exit 2
 
 run_notebook() {  # one chapter: papermill into a partial file, renamed only when it succeeded
@@ -104,10 +105,19 @@ for nb in notebooks/[0-9]*.ipynb; do
   [ -n "$only" ] && [[ "$name" != *$only* ]] && continue
   chosen+=("$nb")
 done
+# Longest first, by the wall times this profile's last run measured ($out/timings.tsv, written
+# below): with two lanes, a long chapter started last would finish alone.
+queue=("${chosen[@]}")
+if [ -f "$out/timings.tsv" ]; then
+  mapfile -t queue < <(for nb in "${chosen[@]}"; do
+      s="$(awk -v n="$(basename "$nb")" '$2 == n {print $1}' "$out/timings.tsv")"
+      echo "${s:-999999} $nb"
+    done | sort -s -k1,1nr | cut -d' ' -f2-)
+fi
 start_all=$SECONDS
 echo "run_all.sh: $lanes lane(s) of $threads thread(s)"
 for wave in trains reads; do
-  for nb in "${chosen[@]}"; do
+  for nb in "${queue[@]}"; do
     stem="$(basename "$nb" .ipynb)"
     is_reader=no; [[ " $readers " == *" $stem "* ]] && is_reader=yes
     { [ "$wave" = trains ] && [ "$is_reader" = yes ]; } && continue
@@ -127,6 +137,9 @@ for nb in "${chosen[@]}"; do
   [[ "$line" == ok* ]] || failed+=("$name")
   rm -f "$out/.status-$name"
 done
+if [ -z "$only" ] && [ ${#failed[@]} -eq 0 ]; then  # the next run's order: seconds, notebook
+  printf '%s\n' "${summary[@]}" | awk '{sub(/s$/, "", $2); print $2, $3}' > "$out/timings.tsv"
+fi
 total=$(( SECONDS - start_all ))
 echo
 echo "Summary — profile $profile, ${total}s in all:"

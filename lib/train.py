@@ -35,20 +35,19 @@ def run(cfg: RunConfig, *, progress: bool | None = None, force: bool = False,
         cached = run_dir.load_result()
         if cached is not None:
             return RunResult(cfg, run_dir.key, run_dir.path, *cached)
+    # Build the trainer (data, components, one-shot runs) before anything is written, so a bad
+    # setting leaves nothing behind.
+    trainer = Trainer(cfg, splits=splits, progress=progress)
     if world > 1:  # the ranks of one run share its folder; a lock would keep all but one waiting
-        return _train(cfg, run_dir, progress, splits, rank, world)
+        return _train(cfg, run_dir, trainer, rank, world)
     with run_dir.lock():
         cached = None if force else run_dir.load_result()  # trained meanwhile by another process
         if cached is not None:
             return RunResult(cfg, run_dir.key, run_dir.path, *cached)
-        return _train(cfg, run_dir, progress, splits, rank, world)
+        return _train(cfg, run_dir, trainer, rank, world)
 
 
-def _train(cfg: RunConfig, run_dir: RunDir, progress: bool, splits: Splits | None, rank: int,
-           world: int) -> RunResult:
-    # Build the trainer (data, components, one-shot runs) before anything is written, so a bad
-    # setting leaves no folder behind.
-    trainer = Trainer(cfg, splits=splits, progress=progress)
+def _train(cfg: RunConfig, run_dir: RunDir, trainer: Trainer, rank: int, world: int) -> RunResult:
     if rank == 0:
         run_dir.start()
     final: dict = {}

@@ -118,3 +118,31 @@ def test_stale_temporary_files_are_removed_when_a_run_starts(runs):
     os.utime(orphan, (old, old))
     train.run(cfg, progress=False)
     assert not orphan.exists()
+
+
+def test_a_run_held_by_another_process_is_waited_for_then_read_from_the_cache(runs, monkeypatch):
+    """Two lanes of run_all.sh may want the same run (chapter 4's single learner is chapter 3's
+    run): the second waits on the run's lock, then serves what the first cached; it trains nothing."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from lib.cache import RunDir
+
+    cfg = load_profile("smoke").run_config("omniglot", eval__oneshot=False, train__steps_per_epoch=2)
+    run_dir = train.run_dir_for(cfg)
+    runs.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+         "print('held', flush=True); time.sleep(2)", str(runs / f".{run_dir.key}.lock")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    seen = iter([None, ({"recall@1": 0.25}, pd.DataFrame())])  # not yet cached; cached once the lock is ours
+    monkeypatch.setattr(RunDir, "load_result", lambda self: next(seen))
+    monkeypatch.setattr(train, "_train", lambda *a, **k: pytest.fail("trained a run another process had cached"))
+    start = time.perf_counter()
+    result = train.run(cfg, progress=False)
+    assert time.perf_counter() - start > 1.0, "did not wait for the process holding the run"
+    assert result.metrics == {"recall@1": 0.25}
+    holder.wait(timeout=10)

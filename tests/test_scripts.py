@@ -24,8 +24,13 @@ VENV = Path(sys.prefix)  # the venv running the tests: installed editable from t
 STUB_CONFIG = '''\
 from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
+class _Profile:
+    budget_minutes = None
+    def readers(self):
+        return ["09_reader"]
 def load_profile(name):
     assert (REPO_ROOT / "params" / f"{name}.yaml").is_file(), name
+    return _Profile()
 '''
 STUB_REPORT = '''\
 import sys
@@ -83,6 +88,41 @@ def _run(checkout: Path, script: str, *args: str, timeout: float = 120) -> subpr
 
 def _files(folder: Path) -> set[Path]:
     return {p for p in folder.rglob("*") if ".venv" not in p.parts}
+
+
+def test_chapters_run_in_lanes_and_readers_wait_for_them(checkout) -> None:
+    """Two chapters that train share the two lanes (they overlap in time); the chapter that reads
+    them (the profile's readers()) starts only when both have ended; the summary lists all three
+    in notebook order, and a failed lane makes the script fail."""
+    clock = ("import json, time, pathlib\nstart = time.time(); time.sleep(3)\n"
+             "pathlib.Path('../times-{name}.json').write_text(json.dumps([start, time.time()]))")
+    for name in ("01_a", "02_b", "09_reader"):
+        (checkout / "notebooks" / f"{name}.ipynb").write_text(_notebook(clock.format(name=name)))
+    (checkout / "notebooks" / "00_probe.ipynb").unlink()
+    result = subprocess.run(["bash", str(checkout / "run_all.sh"), "--profile", "smoke"], cwd=checkout.parent,
+                            env=_env(METRIC_LANES="2"), capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    a, b, reader = (json.loads((checkout / f"times-{n}.json").read_text()) for n in ("01_a", "02_b", "09_reader"))
+    assert a[0] < b[1] and b[0] < a[1], "the two training chapters did not overlap"
+    assert reader[0] >= max(a[1], b[1]), "the reader started before the chapters it reads had ended"
+    summary = result.stdout[result.stdout.index("Summary"):]
+    assert [line.split()[-1] for line in summary.splitlines()[1:4]] == ["01_a.ipynb", "02_b.ipynb", "09_reader.ipynb"]
+    assert "2 lane(s) of" in result.stdout
+
+    (checkout / "notebooks" / "02_b.ipynb").write_text(_notebook("raise SystemExit('broken chapter')"))
+    result = subprocess.run(["bash", str(checkout / "run_all.sh"), "--profile", "smoke"], cwd=checkout.parent,
+                            env=_env(METRIC_LANES="2"), capture_output=True, text=True, timeout=180)
+    assert result.returncode == 1 and "FAILED" in result.stdout and "02_b.ipynb" in result.stderr
+    assert (checkout / "reports" / "smoke" / "FAILED-02_b.ipynb").exists()
+    assert not (checkout / "reports" / "smoke" / "02_b.ipynb").exists()
+
+
+@pytest.mark.parametrize("lanes", ["0", "two", "-1"])
+def test_a_lane_count_that_is_not_a_whole_number_stops_before_anything_runs(checkout, lanes) -> None:
+    result = subprocess.run(["bash", str(checkout / "run_all.sh"), "--profile", "smoke"], cwd=checkout.parent,
+                            env=_env(METRIC_LANES=lanes), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "METRIC_LANES" in result.stderr, result.stderr
+    assert not (checkout / "reports").exists()
 
 
 @pytest.mark.parametrize("profile", ["../params/smoke", "./smoke", "smoke/", "smo ke", "smoke;true"])
