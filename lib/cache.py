@@ -166,10 +166,12 @@ class RunDir:
     """The folder of one run: config.json, checkpoint.pt, embeddings.npz, history.json,
     metrics.json and, last, complete.json."""
 
-    def __init__(self, config: dict, data_fingerprint: str = ""):
+    def __init__(self, config: dict, data_fingerprint: str = "", key_config: dict | None = None):
+        """`config` is recorded in config.json; the key hashes `key_config` (RunConfig.key_dict),
+        or `config` itself when not given."""
         self.config = config
         self.data_fingerprint = data_fingerprint
-        self.key = run_key(config, data_fingerprint)
+        self.key = run_key(config if key_config is None else key_config, data_fingerprint)
         self.path = runs_dir() / self.key
 
     def file(self, name: str) -> Path:

@@ -243,9 +243,19 @@ class DivideConfig(_Model):
     clusters: PosInt = 1  # K learners, each on a contiguous d/K slice of the embedding
     recluster_every: PosInt = 2  # M: epochs between k-means re-clusterings
     finetune_epochs: NonNegInt = 0  # the last epochs train the whole embedding as one learner
+    # the first epochs train the whole embedding too, so that the first clustering sees a trained
+    # embedding rather than a random one
+    warmup_epochs: NonNegInt = 0
     features: StrictStr = "embedding"  # cluster on "embedding" (the paper) or "backbone" features (the authors' code)
     kmeans_restarts: PosInt = 5
     kmeans_iterations: PosInt = 20
+
+
+# Run fields added after runs were first cached, each with its default, the value that means
+# "as before" (tests/test_cache_key.py checks both): see RunConfig.key_dict.
+KEY_NEUTRAL: dict[str, Any] = {
+    "divide.warmup_epochs": 0,
+}
 
 
 class RunConfig(_Model):
@@ -271,8 +281,22 @@ class RunConfig(_Model):
         return self
 
     def to_dict(self) -> dict:
-        """Plain nested dicts, in field order: the run's cache key is a hash of this."""
+        """Plain nested dicts, in field order."""
         return self.model_dump()
+
+    def key_dict(self) -> dict:
+        """`to_dict` less the fields added since runs were first cached that hold the value meaning
+        "as before" (KEY_NEUTRAL): the run's cache key is a hash of this, so adding a field keeps
+        every cached run, and only a run that uses the new field gets a new key."""
+        d = self.to_dict()
+        for path, neutral in KEY_NEUTRAL.items():
+            *parents, leaf = path.split(".")
+            node = d
+            for part in parents:
+                node = node[part]
+            if type(node[leaf]) is type(neutral) and node[leaf] == neutral:
+                del node[leaf]
+        return d
 
     def with_overrides(self, overrides: dict | None = None, **dotted: Any) -> "RunConfig":
         """A copy with dotted-key overrides applied, e.g. {"optim.lr": 1e-4}."""

@@ -5,7 +5,8 @@ split into K contiguous slices of d/K dimensions (`lib.models.SlicedHead`); lear
 batches drawn from cluster k only and its loss sees only slice k, each slice L2-normalised
 on its own. Every M epochs the data are re-clustered and the new clusters are matched to
 the learners with the Hungarian algorithm, so each learner keeps most of its data. The
-last `finetune_epochs` train the whole embedding as a single learner. The trainer
+last `finetune_epochs` train the whole embedding as a single learner, and so do the first
+`warmup_epochs` (none in the paper, whose first clustering sees the pretrained network). The trainer
 (`lib.trainer.Trainer`) calls these functions; evaluation always uses the full embedding.
 """
 from __future__ import annotations
@@ -40,15 +41,26 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"divide.recluster_every must be at least 1, got {cfg.divide.recluster_every}")
     if not 0 <= cfg.divide.finetune_epochs <= cfg.train.epochs:
         raise ConfigError(f"divide.finetune_epochs must be in [0, train.epochs={cfg.train.epochs}]")
+    whole = cfg.divide.warmup_epochs + cfg.divide.finetune_epochs
+    if whole > cfg.train.epochs:
+        raise ConfigError(f"divide.warmup_epochs + divide.finetune_epochs ({whole}) exceed train.epochs "
+                          f"({cfg.train.epochs}): no epoch would be left to divide")
+
+
+def divides_at(cfg: RunConfig, epoch: int) -> bool:
+    """Whether epoch `epoch` trains K learners: after the warm-up, before the fine-tuning; the
+    other epochs train the whole embedding."""
+    d = cfg.divide
+    return d.clusters > 1 and d.warmup_epochs <= epoch < cfg.train.epochs - d.finetune_epochs
 
 
 def divided_epochs(cfg: RunConfig) -> int:
-    """Epochs trained with K learners; the rest train the full embedding."""
-    return 0 if cfg.divide.clusters == 1 else cfg.train.epochs - cfg.divide.finetune_epochs
+    """Epochs trained with K learners."""
+    return sum(divides_at(cfg, epoch) for epoch in range(cfg.train.epochs))
 
 
 def reclusters_at(cfg: RunConfig, epoch: int) -> bool:
-    return epoch < divided_epochs(cfg) and epoch % cfg.divide.recluster_every == 0
+    return divides_at(cfg, epoch) and (epoch - cfg.divide.warmup_epochs) % cfg.divide.recluster_every == 0
 
 
 def cluster(features: np.ndarray, k: int, *, restarts: int, iterations: int, seed: int) -> np.ndarray:

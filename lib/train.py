@@ -76,7 +76,7 @@ def _train(cfg: RunConfig, run_dir: RunDir, trainer: Trainer, rank: int, world: 
 def run_dir_for(cfg: RunConfig) -> RunDir:
     """The cache folder of `cfg`, keyed by its settings and the content of its data files."""
     d = cfg.data
-    return RunDir(cfg.to_dict(), data_lib.data_fingerprint(d.name, d.root, **d.options))
+    return RunDir(cfg.to_dict(), data_lib.data_fingerprint(d.name, d.root, **d.options), key_config=cfg.key_dict())
 
 
 def _training_summary(history: list[dict]) -> dict:

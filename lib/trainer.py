@@ -135,7 +135,7 @@ class Trainer:
         seed_everything(cfg.train.seed * 100_003 + epoch)
         self.generator.manual_seed(cfg.train.seed * 100_003 + epoch)
         clustering = self.recluster(epoch) if divide.reclusters_at(cfg, epoch) else {}
-        if epoch < divide.divided_epochs(cfg):
+        if divide.divides_at(cfg, epoch):
             learners, batches = zip(*divide.learner_batches(cfg, self.splits.train.labels, self.assignment,
                                                             self.steps, make_batches))
         else:

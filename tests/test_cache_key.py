@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from lib import cache
-from lib.config import load_profile
+from lib.config import KEY_NEUTRAL, load_profile
 
 NOT_ON_THE_NUMBERS_PATH = {"cache", "results", "errors"}  # keying, reading results, exception types
 
@@ -73,6 +73,27 @@ def test_the_key_follows_config_data_and_library_versions(monkeypatch):
     other = {**cache.library_versions(), "torch": "0.0"}
     monkeypatch.setattr(cache, "library_versions", lambda: other)
     assert cache.run_key(cfg.to_dict(), "data-a") != key
+
+
+@pytest.mark.parametrize("path", sorted(KEY_NEUTRAL))
+def test_a_field_added_at_its_neutral_value_keeps_every_key_and_used_it_changes_the_key(path):
+    """A run field added later (lib.config.KEY_NEUTRAL) defaults to the value meaning "as before",
+    which the key leaves out, so the runs cached before it keep their keys; a run that sets it
+    to anything else gets a new key."""
+    from lib import train
+
+    cfg = load_profile("smoke").run_config("omniglot")
+    section, leaf = path.rsplit(".", 1)
+    node = cfg
+    for part in section.split("."):
+        node = getattr(node, part)
+    assert getattr(node, leaf) == KEY_NEUTRAL[path], f"{path}: its default is not its neutral value"
+    assert leaf not in cfg.key_dict()[section.split(".")[-1]] and leaf in cfg.to_dict()[section.split(".")[-1]]
+    before = train.run_dir_for(cfg)
+    assert before.key == cache.run_key(cfg.key_dict(), before.data_fingerprint)
+    assert before.config == cfg.to_dict(), "config.json must record the whole configuration"
+    used = cfg.with_overrides({path: KEY_NEUTRAL[path] + 1})
+    assert train.run_dir_for(used).key != before.key
 
 
 def test_memoized_computes_once_per_input_and_recomputes_a_damaged_file(tmp_path, monkeypatch):

@@ -172,8 +172,8 @@ QUICK_OMNIGLOT_SOME = {
 }
 
 
-def test_to_dict_is_the_old_dataclass_dict():
-    d = load_profile("quick").run_config("omniglot").to_dict()
+def test_the_key_dict_is_the_old_dataclass_dict():
+    d = load_profile("quick").run_config("omniglot").key_dict()
     assert list(d) == QUICK_OMNIGLOT_TOP
     assert list(d["train"].items()) == list(QUICK_OMNIGLOT_TRAIN.items())
     for section, expected in QUICK_OMNIGLOT_SOME.items():

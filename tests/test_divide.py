@@ -80,6 +80,24 @@ def test_final_phase_trains_the_whole_embedding(runs):
     assert "cluster_sizes" not in record
 
 
+def test_warmup_epochs_train_the_whole_embedding_before_the_first_clustering(runs):
+    """divide.warmup_epochs: the first clustering sees an embedding trained on everything, as the
+    paper's sees a pretrained one; re-clustering counts M from the end of the warm-up."""
+    cfg = tiny_dnc(train__steps_per_epoch=1, train__epochs=6, divide__warmup_epochs=2, divide__finetune_epochs=1,
+                   divide__recluster_every=2)
+    assert [divide.divides_at(cfg, e) for e in range(6)] == [False, False, True, True, True, False]
+    assert [divide.reclusters_at(cfg, e) for e in range(6)] == [False, False, True, False, True, False]
+    assert divide.divided_epochs(cfg) == 3
+    trainer = Trainer(cfg, progress=False)
+    before = head_slices(trainer.model)
+    record = trainer.train_epoch(0)  # warm-up: every slice learns, nothing is clustered
+    assert trainer.assignment is None and "cluster_sizes" not in record
+    assert all(not torch.equal(b, a) for b, a in zip(before, head_slices(trainer.model)))
+    trainer.train_epoch(1)
+    record = trainer.train_epoch(2)
+    assert trainer.assignment is not None and sum(record["cluster_sizes"]) > 0
+
+
 def test_hungarian_matching_keeps_each_learner_on_its_data():
     rng = np.random.default_rng(0)
     previous = rng.integers(0, 4, size=1000)
@@ -142,6 +160,7 @@ def test_dnc_run_end_to_end_and_resume_restores_the_clusters(runs):
     ({"divide.clusters": 2, "model.projector": [32]}, "cannot be combined with model.projector"),
     ({"divide.clusters": 2, "divide.features": "pixels"}, "'embedding' or 'backbone'"),
     ({"divide.clusters": 2, "divide.finetune_epochs": 99}, "finetune_epochs"),
+    ({"divide.clusters": 2, "divide.finetune_epochs": 1, "divide.warmup_epochs": 2}, "no epoch would be left"),
 ])
 def test_impossible_settings_say_why(dotted, message):
     cfg = load_profile("smoke").run_config("omniglot").with_overrides(dotted)

@@ -325,7 +325,8 @@ def budgets(ch: Chapter) -> tuple[dict[int, dict[str, list]], pd.DataFrame]:
             cfg = divide_setting(ch, ds, k, m)
             settings[records.budget_setting(arm, multiple)] = cfg.with_overrides({
                 "train.epochs": cfg.train.epochs * multiple,
-                "divide.finetune_epochs": cfg.divide.finetune_epochs * multiple})
+                "divide.finetune_epochs": cfg.divide.finetune_epochs * multiple,
+                "divide.warmup_epochs": cfg.divide.warmup_epochs * multiple})
         runs = ch.run_settings(settings)
         results[multiple] = {arm: runs[records.budget_setting(arm, multiple)] for arm in arms}
     pairs = {f"{m}x": (records.budget_setting(middle, m), records.budget_setting(SINGLE, m)) for m in ch.settings["budgets"]}
