@@ -170,6 +170,11 @@ class ModelConfig(_Model):
     # in training and evaluation, as Sanakoyeu et al.'s released code does (then scaled by 1/sqrt(K))
     normalize: Union[StrictBool, Literal["per_slice"]] = True
     drop_rate: Float = Field(0.0, ge=0.0, lt=1.0)
+    # Pretrained EfficientNets: the stem and this many of the first stages stay as loaded (no
+    # gradients, BatchNorm statistics kept), so their outputs for every training image under
+    # `frozen_views` augmented draws are computed once and reused every epoch; 0 trains them all.
+    frozen_stages: NonNegInt = 0
+    frozen_views: PosInt = 4
 
     @field_validator("embedding_dim", mode="before")
     @classmethod
@@ -254,6 +259,8 @@ class DivideConfig(_Model):
 # Run fields added after runs were first cached, each with its default, the value that means
 # "as before" (tests/test_cache_key.py checks both): see RunConfig.key_dict.
 KEY_NEUTRAL: dict[str, Any] = {
+    "model.frozen_stages": 0,
+    "model.frozen_views": 4,
     "divide.warmup_epochs": 0,
 }
 

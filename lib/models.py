@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.config import ModelConfig
+from lib.config import ConfigError, ModelConfig
 
 
 class ConvNet(nn.Module):
@@ -118,6 +118,42 @@ def pretrained_efficientnet_lite0(in_chans: int = 3, num_classes: int = 0,
     return model
 
 
+class FrozenTrunk(nn.Module):
+    """The stem and first stages of a pretrained network, kept as loaded: no gradients, and
+    BatchNorm in evaluation mode (ImageNet's statistics) even while the rest trains, so that its
+    outputs can be computed once and reused."""
+
+    def __init__(self, layers: list[nn.Module]):
+        super().__init__()
+        self.layers = nn.Sequential(*layers)
+        self.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> "FrozenTrunk":
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def split_backbone(backbone: nn.Module, stages: int, pretrained: bool) -> tuple[FrozenTrunk, nn.Module]:
+    """(frozen trunk, trainable rest) of a timm EfficientNet-family backbone: the trunk is the stem
+    and the first `stages` of `backbone.blocks`; the rest is the backbone itself, its stem and
+    those stages taken out, so timm's own forward still runs the later stages, head and pooling."""
+    if not pretrained:
+        raise ConfigError("model.frozen_stages keeps stages as loaded, which without pretrained weights means "
+                          "random: set model.pretrained: true, or model.frozen_stages: 0")
+    if not all(hasattr(backbone, a) for a in ("conv_stem", "bn1", "blocks")):
+        raise ConfigError(f"model.frozen_stages needs a timm EfficientNet-family backbone (conv_stem, bn1, blocks); "
+                          f"{type(backbone).__name__} has no such stages: use efficientnet_lite0, or frozen_stages: 0")
+    blocks = list(backbone.blocks)
+    if not 1 <= stages <= len(blocks):
+        raise ConfigError(f"model.frozen_stages is {stages}, but the backbone has {len(blocks)} stages")
+    trunk = FrozenTrunk([backbone.conv_stem, backbone.bn1, *blocks[:stages]])
+    backbone.conv_stem, backbone.bn1, backbone.blocks = nn.Identity(), nn.Identity(), nn.Sequential(*blocks[stages:])
+    return trunk, backbone
+
+
 def _mlp(sizes: list[int]) -> nn.Sequential:
     """Linear-BN-ReLU for every hidden size, a plain Linear to the last (the blog's projector)."""
     layers: list[nn.Module] = []
@@ -154,6 +190,10 @@ class EmbeddingNet(nn.Module):
     def __init__(self, cfg: ModelConfig, in_chans: int, slices: int = 1):
         super().__init__()
         self.backbone = make_backbone(cfg.backbone, in_chans, cfg.pretrained, cfg.drop_rate)
+        # what runs before the backbone's trained part: the frozen stages, if any (`from_trunk`)
+        self.trunk: nn.Module = nn.Identity()
+        if cfg.frozen_stages:
+            self.trunk, self.backbone = split_backbone(self.backbone, cfg.frozen_stages, cfg.pretrained)
         width = self.backbone.num_features
         if slices > 1:
             self.head = SlicedHead(width, cfg.embedding_dim, slices)
@@ -168,9 +208,10 @@ class EmbeddingNet(nn.Module):
         self.eval_dim = cfg.projector[-1] if cfg.projector and cfg.projector_at_test else width
         self.loss_dim = cfg.projector[-1] if cfg.projector else width
 
-    def forward(self, x: torch.Tensor, learner: int | None = None) -> torch.Tensor:
-        """What the loss sees; with a `learner`, only that slice of a SlicedHead."""
-        features = self.backbone(x)
+    def forward(self, x: torch.Tensor, learner: int | None = None, from_trunk: bool = False) -> torch.Tensor:
+        """What the loss sees; with a `learner`, only that slice of a SlicedHead. `from_trunk`:
+        `x` is already the frozen trunk's output (Trainer caches it)."""
+        features = self.backbone(x if from_trunk else self.trunk(x))
         z = self.head(features, learner) if learner is not None else self.head(features)
         if self.per_slice:
             z = F.normalize(z, dim=1) if learner is not None else self._unit_slices(z)
@@ -181,6 +222,10 @@ class EmbeddingNet(nn.Module):
         released D&C code feeds its loss after the full-embedding switch and evaluates."""
         return F.normalize(z.view(len(z), self.slices, -1), dim=2).view(len(z), -1) / self.slices ** 0.5
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's pooled features of images, before the embedding layer."""
+        return self.backbone(self.trunk(x))
+
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed_both(x)[0]
@@ -188,7 +233,7 @@ class EmbeddingNet(nn.Module):
     @torch.no_grad()
     def embed_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(evaluation embedding, what the loss sees) from one forward pass."""
-        z = self.head(self.backbone(x))
+        z = self.head(self.features(x))
         if self.per_slice:
             z = self._unit_slices(z)
         loss_side = self.projector(z) if self.projector is not None else z

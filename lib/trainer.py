@@ -25,7 +25,7 @@ from lib import data as data_lib
 from lib import divide
 from lib.augment import make_augment
 from lib.batching import check_sampler, iterate_batches, make_batches
-from lib.cache import RunDir
+from lib.cache import RunDir, library_versions, memoized
 from lib.components import build_distance, build_loss, build_miner, build_optimizer, build_scheduler
 from lib.config import ConfigError, RunConfig
 from lib.diagnostics import EpochStats, Recorder, count_tuples
@@ -116,12 +116,14 @@ class Trainer:
         self.hist_max = 2.0 if normalized else 4.0
         self.steps = cfg.train.steps_per_epoch or max(1, len(self.splits.train) // cfg.train.batch_size)
         self.generator = torch.Generator(device=self.device)
+        self._trunk_views: torch.Tensor | None = None  # model.frozen_stages: see trunk_views
 
-    def prepare(self, images: torch.Tensor, extra, augment: bool) -> torch.Tensor:
+    def prepare(self, images: torch.Tensor, extra, augment: bool,
+                generator: torch.Generator | None = None) -> torch.Tensor:
         """One batch of uint8 images in, normalised float images out (augmented when training)."""
         x = images.to(self.device, non_blocking=True).float().div_(255)
         if augment:
-            x = self.augment(x, generator=self.generator)
+            x = self.augment(x, generator=generator or self.generator)
         x = _normalize(x, extra.to(self.device) if extra is not None else None, self.mean, self.std)
         return x.contiguous(memory_format=self.memory_format)
 
@@ -146,15 +148,17 @@ class Trainer:
         stats = EpochStats(self.hist_max)
         self.train_model.train()
         start, seen = time.perf_counter(), 0
-        loader = iterate_batches(self.splits.train, batches, cfg.train.num_workers, self.cuda)
+        frozen = bool(cfg.model.frozen_stages)
+        loader = self._trunk_batches(batches) if frozen else (
+            (self.prepare(images, extra, augment=True), labels)
+            for images, extra, labels in iterate_batches(self.splits.train, batches, cfg.train.num_workers, self.cuda))
         bar = tqdm(loader, total=len(batches), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
                    disable=not self.progress, leave=False)
-        for step, ((images, extra, labels), learner) in enumerate(zip(bar, learners)):
-            x = self.prepare(images, extra, augment=True)
+        for step, ((x, labels), learner) in enumerate(zip(bar, learners)):
             labels = labels.to(self.device)
             self.recorder.reset()
             with self.autocast():
-                emb = self.train_model(x) if learner is None else self.train_model(x, learner)
+                emb = self.train_model(x, learner, from_trunk=frozen)
             emb = emb.float()
             tuples = self.train_miner(emb, labels) if self.train_miner is not None else None
             loss = self.train_losses[0 if learner is None else learner + 1](emb, labels, tuples)
@@ -187,6 +191,47 @@ class Trainer:
         if isinstance(beta, torch.Tensor):
             summary["beta"] = float(beta.detach().float().mean())
         return summary
+
+    def trunk_views(self) -> torch.Tensor:
+        """(views, images, C, h, w) float16: the frozen stages' outputs (model.frozen_stages) for
+        every training image under `model.frozen_views` augmented draws of this seed. Computed
+        once and kept under runs/derived/, so every run with the same data, trunk, views and seed
+        (chapter 1's ablations, chapter 2's miners) shares them."""
+        if self._trunk_views is None:
+            cfg = self.cfg
+            split = self.splits.train
+            inputs = {"data": cfg.data.model_dump(), "backbone": cfg.model.backbone, "stages": cfg.model.frozen_stages,
+                      "views": cfg.model.frozen_views, "seed": cfg.train.seed, "in_chans": self.splits.in_chans,
+                      "data_files": data_lib.data_fingerprint(cfg.data.name, cfg.data.root, **cfg.data.options),
+                      "libraries": library_versions()}
+            weights = [t.detach().cpu().numpy() for t in self.model.trunk.state_dict().values()]
+
+            @torch.no_grad()
+            def compute() -> dict[str, np.ndarray]:
+                generator = torch.Generator(device=self.device)
+                bs = cfg.eval.batch_size
+                batches = [np.arange(i, min(i + bs, len(split))) for i in range(0, len(split), bs)]
+                views = []
+                for view in range(cfg.model.frozen_views):
+                    generator.manual_seed(cfg.train.seed * 7919 + view)
+                    views.append(torch.cat([
+                        self.model.trunk(self.prepare(images, extra, augment=True, generator=generator)).half().cpu()
+                        for images, extra, _ in iterate_batches(split, batches, cfg.train.num_workers, self.cuda)]))
+                return {"views": torch.stack(views).numpy()}
+
+            stored = memoized("frozen-trunk", compute, inputs=inputs, arrays=(split.labels, *weights),
+                              modules=("augment", "models", "data"))
+            self._trunk_views = torch.from_numpy(stored["views"])
+        return self._trunk_views
+
+    def _trunk_batches(self, batches: list[np.ndarray]):
+        """(trunk outputs, labels) per batch: for each image one of its cached views, drawn from
+        numpy's global RNG (seeded per epoch, so a resumed run draws the same)."""
+        views = self.trunk_views()
+        for idx in batches:
+            pick = torch.from_numpy(np.random.randint(len(views), size=len(idx)))
+            x = views[pick, torch.from_numpy(idx)].to(self.device, non_blocking=True).float()
+            yield x.contiguous(memory_format=self.memory_format), torch.from_numpy(self.splits.train.labels[idx])
 
     def _sync_loss_grads(self) -> None:
         """Learnable loss parameters (MarginLoss's beta) sit outside DDP. pml's wrapper scales
@@ -240,7 +285,7 @@ class Trainer:
     def embed(self, split: data_lib.Split, space: str = "eval") -> np.ndarray:
         """Embeddings of a split: "eval" (what is evaluated), "loss" (what the loss sees) or
         "backbone" (the pooled features before the embedding layer)."""
-        forward = {"eval": self.model.embed, "loss": self.model, "backbone": self.model.backbone}[space]
+        forward = {"eval": self.model.embed, "loss": self.model, "backbone": self.model.features}[space]
         return self._embed_split(split, lambda x: (forward(x),))[0]
 
     def embed_both(self, split: data_lib.Split) -> tuple[np.ndarray, np.ndarray]:

@@ -219,3 +219,9 @@ def test_components_does_not_import_config():
     code = "import sys; sys.modules['lib.config'] = None; import lib.components; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_the_chapters_that_read_other_chapters_are_the_readers():
+    """run_all.sh runs these after the chapters that train, whatever the lanes."""
+    for name in ("smoke", "quick", "full"):
+        assert load_profile(name).readers() == ["05_reidentification", "07_claims_ledger"], name

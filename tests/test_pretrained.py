@@ -170,3 +170,75 @@ def test_other_backbones_keep_timms_hub(monkeypatch):
     monkeypatch.setattr(models, "efficientnet_lite0_state_dict", lambda: pytest.fail("not for resnet18"))
     make_backbone("resnet18", 4, pretrained=True)
     assert calls == [("resnet18", dict(pretrained=True, in_chans=4, num_classes=0, drop_rate=0.0))]
+
+
+# ----------------------------------------------------------------------------- frozen trunk
+def _frozen_cfg(**dotted):
+    from lib.config import load_profile
+
+    settings = dict(model__backbone="efficientnet_lite0", model__pretrained=True, model__embedding_dim=32,
+                    model__frozen_stages=4, model__frozen_views=2, train__epochs=2, train__steps_per_epoch=2,
+                    eval__save_embeddings=False)
+    return load_profile("smoke").run_config("beluga", **{**settings, **dotted})
+
+
+def test_the_trunk_and_the_rest_are_the_whole_pretrained_network():
+    """Trunk then trainable rest computes what the unsplit pretrained backbone computes."""
+    from lib.config import load_profile
+
+    cfg = load_profile("smoke").run_config("beluga", model__backbone="efficientnet_lite0", model__pretrained=True,
+                                           model__frozen_stages=4)
+    whole = models.EmbeddingNet(cfg.model.model_copy(update={"frozen_stages": 0}), in_chans=4).eval()
+    split = models.EmbeddingNet(cfg.model, in_chans=4).eval()
+    split.head.load_state_dict(whole.head.state_dict())
+    x = torch.randn(3, 4, 64, 32)
+    torch.testing.assert_close(split.embed(x), whole.embed(x), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(split(split.trunk(x), from_trunk=True), whole(x), rtol=1e-4, atol=1e-5)
+    assert not any(p.requires_grad for p in split.trunk.parameters())
+    split.train()
+    assert not split.trunk.training and split.backbone.training
+
+
+def test_a_frozen_trunk_run_keeps_the_trunk_and_shares_its_views(tmp_path, monkeypatch):
+    """The frozen stages (weights and BatchNorm statistics) end a run as loaded; their outputs are
+    computed once (runs/derived) and a run that differs only in its loss reuses them."""
+    from lib import train
+
+    monkeypatch.setenv("METRIC_RUNS", str(tmp_path / "runs"))
+    cfg = _frozen_cfg()
+    before = {k: v.clone() for k, v in models.EmbeddingNet(cfg.model, in_chans=4).trunk.state_dict().items()}
+    result = train.run(cfg, progress=False)
+    trained = train.load_trained(result)
+    after = trained.model.trunk.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "a frozen stage changed"
+    views = trained.trunk_views()
+    assert views.shape[:2] == (2, len(trained.splits.train)) and views.dtype == torch.float16
+    assert not torch.equal(views[0], views[1]), "the two views are not two augmentations"
+    stored = list((tmp_path / "runs" / "derived").glob("frozen-trunk-*.npz"))
+    assert len(stored) == 1
+    other = train.run(cfg.with_overrides({"loss.kwargs.margin": 0.3, "miner.kwargs.margin": 0.3}), progress=False)
+    assert other.key != result.key
+    assert list((tmp_path / "runs" / "derived").glob("frozen-trunk-*.npz")) == stored
+
+
+@pytest.mark.parametrize("dotted, message", [
+    ({"model__pretrained": False}, "without pretrained weights"),
+    ({"model__frozen_stages": 9}, "has 7 stages"),
+])
+def test_impossible_frozen_trunks_say_why(dotted, message):
+    from lib.config import ConfigError
+
+    cfg = _frozen_cfg(**dotted)
+    with pytest.raises(ConfigError, match=message):
+        models.EmbeddingNet(cfg.model, in_chans=4)
+
+
+def test_a_frozen_trunk_needs_an_efficientnet():
+    from lib.config import ConfigError, load_profile
+
+    cfg = load_profile("smoke").run_config("beluga", model__backbone="test_resnet", model__pretrained=False,
+                                           model__frozen_stages=2)
+    with pytest.raises(ConfigError, match="pretrained"):
+        models.EmbeddingNet(cfg.model, in_chans=4)
+    with pytest.raises(ConfigError, match="EfficientNet-family"):
+        models.split_backbone(models.make_backbone("test_resnet", 4, False), 2, pretrained=True)
