@@ -137,7 +137,7 @@ for nb in "${chosen[@]}"; do
   [[ "$line" == ok* ]] || failed+=("$name")
   rm -f "$out/.status-$name"
 done
-if [ -z "$only" ] && [ ${#failed[@]} -eq 0 ]; then  # the next run's order: seconds, notebook
+if [ -z "$only" ] && [ ${#failed[@]} -eq 0 ] && [ "$had_cache" = no ]; then  # the next run's order (cold seconds)
   printf '%s\n' "${summary[@]}" | awk '{sub(/s$/, "", $2); print $2, $3}' > "$out/timings.tsv"
 fi
 total=$(( SECONDS - start_all ))
