@@ -71,7 +71,7 @@ out="reports/$profile"
 mkdir -p "$out" "figures/$profile"
 rm -f "$out"/.status-*
 
-# Lanes: on a CPU, two runs side by side with one thread each train 1.25-1.3x faster than one run
+# Lanes: on a CPU, two runs side by side with one thread each train 1.22-1.47x faster than one run
 # with two threads (bench/bench_lanes.py), so the chapters that train run in $lanes lanes of
 # $(nproc)/$lanes threads. The chapters that read other chapters' runs or tables (re-identification,
 # the ledger) wait for them. A run two lanes both want is trained once (lib.cache.RunDir.lock).
@@ -116,18 +116,16 @@ if [ -f "$out/timings.tsv" ]; then
 fi
 start_all=$SECONDS
 echo "run_all.sh: $lanes lane(s) of $threads thread(s)"
-for wave in trains reads; do
-  for nb in "${queue[@]}"; do
-    stem="$(basename "$nb" .ipynb)"
-    is_reader=no; [[ " $readers " == *" $stem "* ]] && is_reader=yes
-    { [ "$wave" = trains ] && [ "$is_reader" = yes ]; } && continue
-    { [ "$wave" = reads ] && [ "$is_reader" = no ]; } && continue
-    if [ "$wave" = reads ]; then run_notebook "$nb"; continue; fi
-    while [ "$(jobs -rp | wc -l)" -ge "$lanes" ]; do wait -n; done
-    run_notebook "$nb" &
-  done
-  wait
+trains=(); reads=()
+for nb in "${queue[@]}"; do
+  if [[ " $readers " == *" $(basename "$nb" .ipynb) "* ]]; then reads+=("$nb"); else trains+=("$nb"); fi
 done
+for nb in "${trains[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$lanes" ]; do wait -n; done
+  run_notebook "$nb" &
+done
+wait
+for nb in "${reads[@]}"; do run_notebook "$nb"; done
 failed=()
 summary=()
 for nb in "${chosen[@]}"; do
