@@ -106,6 +106,18 @@ class BatchAugment(torch.nn.Module):
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def shift(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Images (..., H, W) moved by whole pixels, down by dy and right by dx; what enters is 0, as
+    out-of-image pixels are in `BatchAugment`. For test-time views."""
+    height, width = images.shape[-2:]
+    if abs(dy) >= height or abs(dx) >= width:
+        raise ValueError(f"a shift of ({dy}, {dx}) px leaves nothing of a {height}x{width} image")
+    out = np.zeros_like(images)
+    out[..., max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] = \
+        images[..., max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)]
+    return out
+
+
 AUGMENT_PRESETS: dict[str, dict] = {
     "none": {},
     "omniglot": {"scale": (0.9, 1.1), "translate": 0.1, "rotate": 10.0},

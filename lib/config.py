@@ -439,6 +439,9 @@ class OneshotRecordChapter(_Chapter):
     start: RunLayer  # the road's first recipe, an overlay on the profile's Omniglot run
     ingredients: dict[str, RunLayer]  # tried in this order, each an overlay on the recipe so far
     select_on: StrictStr  # a per-epoch validation metric of the run's history (background classes only)
+    # Then test-time views, tried in this order the same way: each adds (dy, dx) pixel shifts to the
+    # views kept so far (the image itself always is one); an image's embedding is their mean.
+    test_time: dict[str, List[Annotated[List[Int], Field(min_length=2, max_length=2)]]] = Field(default_factory=dict)
     minimal_backgrounds: List[Literal["small1", "small2"]]  # Lake's 5-alphabet sets, for the chosen recipe
     anchors: List[Anchor]
 

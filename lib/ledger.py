@@ -200,8 +200,10 @@ def _regime(rows: pd.DataFrame) -> str:
     pre = "ImageNet-pretrained" if bool(r.get("pretrained")) else "from scratch"
     images = rows["train_images_seen"].median() if "train_images_seen" in rows else float("nan")
     seen = f", {images / 1000:.0f}k images seen" if math.isfinite(images) else ""
+    views = r.get("test_time_views")
+    shown = f", {views:.0f} test-time views" if views is not None and math.isfinite(views) and views > 1 else ""
     return (f"{r['backbone']} ({pre}), {r['image_size']} px, {r['evaluated_dim']:.0f}-d evaluated, "
-            f"{int(r['epochs'])} epochs{seen}")
+            f"{int(r['epochs'])} epochs{seen}{shown}")
 
 
 def build(profile: Profile, root=None) -> pd.DataFrame:

@@ -12,11 +12,13 @@ import torch
 
 from lib import data as data_lib
 from lib import evaluate
+from lib.augment import shift
 from lib.batching import make_batches
 from lib.trainer import Trainer
 
 COLLAPSE_RULE = evaluate.COLLAPSE_RULE
 FINAL_ONLY = ("nmi", "oneshot_accuracy")  # too slow to compute every epoch
+IDENTITY = ((0, 0),)  # test-time views as (dy, dx) pixel shifts: the image as it is
 
 
 def score(trainer: Trainer, split: data_lib.Split, final: bool) -> tuple[dict, np.ndarray, np.ndarray | None]:
@@ -70,11 +72,30 @@ def validation_loss(trainer: Trainer, split: data_lib.Split, loss_space: np.ndar
     return float(torch.stack(values).mean())
 
 
-def oneshot_accuracy(trainer: Trainer, per_run: bool = False) -> float | tuple[float, np.ndarray]:
+def embed_views(trainer: Trainer, images: np.ndarray, views=IDENTITY) -> np.ndarray:
+    """Evaluation embeddings of uint8 images, each the normalised mean of its L2-normalised
+    embeddings under the test-time views ((dy, dx) pixel shifts); one view is the plain embedding."""
+    if tuple(map(tuple, views)) == IDENTITY:
+        return _in_batches(trainer, images)
+    unit = [_unit(_in_batches(trainer, shift(images, dy, dx))) for dy, dx in views]
+    return _unit(np.mean(unit, axis=0))
+
+
+def _in_batches(trainer: Trainer, images: np.ndarray) -> np.ndarray:
+    size = trainer.cfg.eval.batch_size
+    return np.concatenate([trainer.embed_array(images[i:i + size]) for i in range(0, max(len(images), 1), size)])
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def oneshot_accuracy(trainer: Trainer, per_run: bool = False,
+                     views=IDENTITY) -> float | tuple[float, np.ndarray]:
     """Lake's 20 within-alphabet 20-way one-shot runs, scored by nearest support image (with
-    `per_run`, also each run's accuracy)."""
+    `per_run`, also each run's accuracy), each image embedded under the test-time `views`."""
     size = trainer.cfg.data.image_size if isinstance(trainer.cfg.data.image_size, int) else 28
     runs = data_lib.load_oneshot_runs(trainer.cfg.data.root, image_size=size or 28)
-    support = [trainer.embed_array(run.support) for run in runs]
-    query = [trainer.embed_array(run.query) for run in runs]
+    support = [embed_views(trainer, run.support, views) for run in runs]
+    query = [embed_views(trainer, run.query, views) for run in runs]
     return evaluate.oneshot_accuracy(support, query, [r.answers for r in runs], per_run=per_run)

@@ -32,7 +32,7 @@ step environment "$python" -c "
 import torch, timm, faiss, pytorch_metric_learning as pml
 print('torch', torch.__version__, '| cuda', torch.version.cuda, '|', torch.cuda.get_device_name(0))
 print('timm', timm.__version__, '| pml', pml.__version__, '| faiss', faiss.__version__)"
-step tests "$python" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_train.py
+step tests "$python" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_train.py tests/test_pretrained.py
 step bench_train "$python" bench/bench_train.py --set train.device=cuda --steps 100
 step throughput_bf16 "$python" bench/bench_throughput.py --device cuda --synthetic-only --steps 30
 step throughput_fp32 "$python" bench/bench_throughput.py --device cuda --synthetic-only --steps 30 \

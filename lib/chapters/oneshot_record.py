@@ -5,13 +5,14 @@ on background classes held out from training (`data.val_fraction`): the 20 runs,
 in the evaluation set, never choose anything."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lib import cache, scoring, stats, train
+from lib import cache, evaluate, scoring, stats, train
+from lib.errors import ConfigError
 from lib.ledger import CHOSEN_ONESHOT
 from lib.study import Chapter, fmt
 
@@ -28,6 +29,12 @@ class Step:
     gain: stats.Difference | None  # against the recipe kept so far (None for the start)
     kept: bool
     layers: list  # the run overlays that make this step's recipe
+    views: tuple = scoring.IDENTITY  # the test-time views its scores embed each image under
+
+    @property
+    def trains(self) -> bool:
+        """Whether this step trained new runs (a test-time step re-scores the kept recipe's)."""
+        return self.views == scoring.IDENTITY
 
 
 def _scores(results: list, metric: str = "oneshot_accuracy") -> np.ndarray:
@@ -62,21 +69,61 @@ def road(ch: Chapter) -> list[Step]:
         selection = {r.config.train.seed: _selection_metric(r, metric) for r in results}
         return Step(setting, ingredient, results, selection, None, True, extra_layers)
 
+    def judge(step: Step, current: Step) -> bool:
+        step.gain = stats.paired_difference(step.selection, current.selection)
+        step.kept = bool(np.isfinite(step.gain.diff) and step.gain.diff > 0)
+        steps.append(step)
+        return step.kept
+
     steps = [attempt(START, layers)]
     current = steps[0]
     for ingredient, layer in s["ingredients"].items():
         step = attempt(ingredient, [*layers, layer])
-        step.gain = stats.paired_difference(step.selection, current.selection)
-        step.kept = bool(np.isfinite(step.gain.diff) and step.gain.diff > 0)
-        steps.append(step)
-        if step.kept:
+        if judge(step, current):
             layers.append(layer)
+            names.append(ingredient)
+            current = step
+    for ingredient, shifts in s.get("test_time", {}).items():
+        views = (*current.views, *(tuple(v) for v in shifts))
+        selection = {r.config.train.seed: _view_scores(r, views)[metric] for r in current.results}
+        step = Step(" + ".join([START, *names, ingredient]), ingredient, rescored(current.results, views),
+                    selection, None, True, current.layers, views)
+        if judge(step, current):
             names.append(ingredient)
             current = step
     for result in current.results:
         ch.record(CHOSEN, result)
     ch.save_records()
     return steps
+
+
+def _view_scores(result, views: tuple) -> dict:
+    """A trained run re-scored with every image embedded under the test-time `views`: its
+    validation metrics (val_-prefixed, on the per-epoch validation cut, as its history has them)
+    and Lake's 20 runs, overall and run by run. Kept under runs/derived/."""
+    def compute() -> dict:
+        trainer = train.load_trained(result)
+        if trainer.splits.validates_on_test:
+            raise ConfigError("test-time views are chosen on validation, and this run has none: "
+                              "set data.val_fraction above 0 in the chapter's start")
+        val = trainer.splits.val_each_epoch
+        metrics = evaluate.retrieval_metrics(scoring.embed_views(trainer, val.images, views), val.labels,
+                                             recall_ks=tuple(result.config.eval.recall_ks), nmi=False)
+        accuracy, per_run = scoring.oneshot_accuracy(trainer, per_run=True, views=views)
+        return {**{f"val_{k}": v for k, v in metrics.items()}, "oneshot_accuracy": accuracy, "per_run": per_run}
+
+    stored = cache.memoized("oneshot-views", compute, inputs={"run": result.key, "views": [list(v) for v in views]},
+                            modules=("scoring", "evaluate", "augment"))
+    return {k: np.asarray(v) if k == "per_run" else float(v) for k, v in stored.items()}
+
+
+def rescored(results: list, views: tuple) -> list:
+    """The runs with their one-shot accuracy re-scored under the test-time `views` (the same
+    runs when `views` is the image alone)."""
+    if views == scoring.IDENTITY:
+        return results
+    return [replace(r, metrics={**r.metrics, "oneshot_accuracy": _view_scores(r, views)["oneshot_accuracy"],
+                                "test_time_views": len(views)}) for r in results]
 
 
 def chosen(steps: list[Step]) -> Step:
@@ -90,7 +137,11 @@ def minimal_backgrounds(ch: Chapter, best: Step) -> pd.DataFrame:
     for background in ch.settings["minimal_backgrounds"]:
         name = f"{CHOSEN}, {background} background"
         cfg = ch.config("omniglot", *best.layers, {"data": {"options": {"background": background}}})
-        rows.append(_background_row(f"{background} (5 alphabets)", ch.run_settings({name: cfg})[name]))
+        results = rescored(ch.run_settings({name: cfg})[name], best.views)
+        for result in results:  # the per-seed table, as scored with the chosen views
+            ch.record(name, result)
+        rows.append(_background_row(f"{background} (5 alphabets)", results))
+    ch.save_records()
     table = pd.DataFrame(rows).set_index("background")
     ch.save_table(table, "backgrounds")
     return table
@@ -120,7 +171,9 @@ def road_table(ch: Chapter, steps: list[Step]) -> pd.DataFrame:
             "gain high": np.nan if g is None else g.high,
             "oneshot_accuracy mean": oneshot.mean(),
             "oneshot_accuracy sd": _sd(oneshot),
-            "recall@1 (evaluation set) mean": _scores(step.results, "recall@1").mean(),
+            # a test-time step's views are not applied to the whole evaluation set
+            "recall@1 (evaluation set) mean": _scores(step.results, "recall@1").mean() if step.trains else np.nan,
+            "test-time views": len(step.views),
             "epochs": step.results[0].config.train.epochs,
             "train minutes per seed": _scores(step.results, "train_seconds").mean() / 60,
         })
@@ -129,9 +182,13 @@ def road_table(ch: Chapter, steps: list[Step]) -> pd.DataFrame:
     return table
 
 
-def per_run_accuracy(results: list) -> np.ndarray:
-    """(seeds, 20): each seed's accuracy on each of Lake's runs, from its trained weights
-    (kept under runs/derived/, so a re-render does not reload the networks)."""
+def per_run_accuracy(step: Step) -> np.ndarray:
+    """(seeds, 20): each seed's accuracy on each of Lake's runs, from its trained weights under
+    the step's test-time views (kept under runs/derived/, so a re-render does not reload the networks)."""
+    if not step.trains:
+        return np.stack([_view_scores(r, step.views)["per_run"] for r in step.results])
+    results = step.results
+
     def compute(result):
         return lambda: {"accuracy": scoring.oneshot_accuracy(train.load_trained(result), per_run=True)[1]}
 
@@ -207,7 +264,8 @@ def conclusion(ch: Chapter, steps: list[Step], table: pd.DataFrame, accuracy: np
             f"The chosen recipe scores **{fmt(shot.mean(), _sd(shot))}** "
             f"on Lake's 20 runs (per seed: {', '.join(f'{x:.1%}' for x in shot)}; run by run, the mean over seeds ranges from "
             f"{accuracy.mean(0).min():.0%} to {accuracy.mean(0).max():.0%}), after "
-            f"{table.loc[best.ingredient, 'train minutes per seed']:.1f} minutes of training per seed. ")
+            f"{table.loc[best.ingredient, 'train minutes per seed']:.1f} minutes of training per seed"
+            f"{'' if best.trains else f', each image embedded under {len(best.views)} test-time views'}. ")
     anchors = ch.settings["anchors"]
     above = [a for a in anchors if a["on_these_runs"] and shot.mean() >= a["accuracy"]]
     below = [a for a in anchors if a["on_these_runs"] and shot.mean() < a["accuracy"]]
