@@ -396,6 +396,10 @@ class DivideAndConquerChapter(_Chapter):
     tsne_points: PosInt
     budget_dataset: DatasetName  # where one learner and the grid's centre are also run longer
     budgets: List[PosInt] = Field(min_length=1)  # multiples of the chapter's epochs, 1 first
+    # The paper clusters a pretrained network's features. From scratch, the nearest is to train the
+    # whole embedding first: the budget runs add the centre with its first N epochs on the whole
+    # embedding (divide.warmup_epochs, scaled with the budget), and the ledger judges that arm.
+    warm_start_epochs: NonNegInt = 0
 
 
 class BorrowedRecipe(_Model):

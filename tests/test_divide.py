@@ -166,3 +166,24 @@ def test_impossible_settings_say_why(dotted, message):
     cfg = load_profile("smoke").run_config("omniglot").with_overrides(dotted)
     with pytest.raises(ConfigError, match=message):
         divide.check(cfg)
+
+
+def test_the_warm_start_arm_is_the_centre_with_its_first_epochs_whole_and_the_ledger_judges_it():
+    """Chapter 4's budget runs: one learner, the centre, and the centre with a warm start, all the
+    same epochs; the warm arm's first epoch trains the whole embedding, so its first clustering
+    comes after it; the ledger's D&C row on the budget data set reads the warm arm."""
+    from lib import ledger
+    from lib.chapters import divide_and_conquer as dnc
+    from lib.study import Chapter
+
+    ch = Chapter("04_divide_and_conquer", "quick")
+    arms = dnc.budget_arms(ch)
+    single, middle, warm = arms.values()
+    assert list(arms)[2] == dnc.warm_arm(ch) == "K=4, M=2, warm start"
+    assert single.train.epochs == middle.train.epochs == warm.train.epochs
+    assert (middle.divide.warmup_epochs, warm.divide.warmup_epochs) == (0, ch.settings["warm_start_epochs"])
+    assert warm.with_overrides({"divide.warmup_epochs": 0}) == middle
+    assert divide.divides_at(middle, 0) and not divide.divides_at(warm, 0) and divide.divides_at(warm, 1)
+    rows = [c for c in ledger.claims(load_profile("quick")) if isinstance(c, ledger.Comparison)
+            and c.chapter == "04_divide_and_conquer" and c.dataset == ch.settings["budget_dataset"]]
+    assert [c.a for c in rows] == [f"K=4, M=2, warm start, {max(ch.settings['budgets'])}x budget"]
