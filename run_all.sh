@@ -105,26 +105,34 @@ for nb in notebooks/[0-9]*.ipynb; do
   [ -n "$only" ] && [[ "$name" != *$only* ]] && continue
   chosen+=("$nb")
 done
-# Longest first, by the wall times this profile's last run measured ($out/timings.tsv, written
-# below): with two lanes, a long chapter started last would finish alone.
+# Longest first, by the wall times this profile's last cold run measured ($out/timings.tsv, written
+# below): with two lanes, a long chapter started last would finish alone. A profile's first run
+# takes the committed full profile's times: the chapters' costs are about in the same proportions.
 queue=("${chosen[@]}")
-if [ -f "$out/timings.tsv" ]; then
+order="$out/timings.tsv"
+[ -f "$order" ] || order="reports/full/timings.tsv"
+if [ -f "$order" ]; then
   mapfile -t queue < <(for nb in "${chosen[@]}"; do
-      s="$(awk -v n="$(basename "$nb")" '$2 == n {print $1}' "$out/timings.tsv")"
+      s="$(awk -v n="$(basename "$nb")" '$2 == n {print $1}' "$order")"
       echo "${s:-999999} $nb"
     done | sort -s -k1,1nr | cut -d' ' -f2-)
 fi
 start_all=$SECONDS
-echo "run_all.sh: $lanes lane(s) of $threads thread(s)"
 trains=(); reads=()
 for nb in "${queue[@]}"; do
   if [[ " $readers " == *" $(basename "$nb" .ipynb) "* ]]; then reads+=("$nb"); else trains+=("$nb"); fi
 done
+# No more lanes than chapters to train: `--only` one chapter gets every core.
+if [ "${#trains[@]}" -ge 1 ] && [ "${#trains[@]}" -lt "$lanes" ]; then
+  lanes=${#trains[@]}; threads=$(( $(nproc) / lanes ))
+fi
+echo "run_all.sh: $lanes lane(s) of $threads thread(s)"
 for nb in "${trains[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "$lanes" ]; do wait -n; done
   run_notebook "$nb" &
 done
 wait
+lanes=1; threads=$(nproc)  # the readers, one after another, with every core
 for nb in "${reads[@]}"; do run_notebook "$nb"; done
 failed=()
 summary=()

@@ -224,3 +224,21 @@ def test_run_tests_uses_this_checkouts_lib_and_keeps_pytests_status(checkout) ->
 def test_scripts_parse() -> None:
     for script in ("run_all.sh", "run_tests.sh", "scripts/setup_env.sh", "scripts/data_env.sh"):
         subprocess.run(["bash", "-n", str(REPO_ROOT / script)], check=True)
+
+
+def test_one_chapter_gets_every_core_and_readers_run_with_every_core(checkout) -> None:
+    """Probe: `./run_all.sh --only 04` ran the one chapter in one of two lanes, on one thread of two
+    cores, the other core idle. Lanes are never more than the chapters that train."""
+    probe = ("import os, pathlib\n"
+             "pathlib.Path('../threads-{name}.txt').write_text(os.environ['OMP_NUM_THREADS'])")
+    for name in ("01_a", "09_reader"):
+        (checkout / "notebooks" / f"{name}.ipynb").write_text(_notebook(probe.format(name=name)))
+    (checkout / "notebooks" / "00_probe.ipynb").unlink()
+    every = str(len(os.sched_getaffinity(0)))  # what nproc counts
+    for only in (["--only", "01_a"], []):
+        result = subprocess.run(["bash", str(checkout / "run_all.sh"), "--profile", "smoke", *only], cwd=checkout.parent,
+                                env=_env(METRIC_LANES="2"), capture_output=True, text=True, timeout=180)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"1 lane(s) of {every} thread(s)" in result.stdout
+        assert (checkout / "threads-01_a.txt").read_text() == every
+    assert (checkout / "threads-09_reader.txt").read_text() == every
