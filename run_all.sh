@@ -123,8 +123,8 @@ for nb in "${queue[@]}"; do
   if [[ " $readers " == *" $(basename "$nb" .ipynb) "* ]]; then reads+=("$nb"); else trains+=("$nb"); fi
 done
 # No more lanes than chapters to train: `--only` one chapter gets every core.
-if [ "${#trains[@]}" -ge 1 ] && [ "${#trains[@]}" -lt "$lanes" ]; then
-  lanes=${#trains[@]}; threads=$(( $(nproc) / lanes ))
+if [ "${#trains[@]}" -lt "$lanes" ]; then
+  lanes=$(( ${#trains[@]} > 1 ? ${#trains[@]} : 1 )); threads=$(( $(nproc) / lanes ))
 fi
 echo "run_all.sh: $lanes lane(s) of $threads thread(s)"
 for nb in "${trains[@]}"; do

@@ -41,6 +41,8 @@ def record(chapter: str, dataset: str, setting: str, result) -> dict:
            "epochs": int(cfg.train.epochs), "train_steps": m.get("train_steps"),
            "train_images_seen": m.get("train_images_seen"), "diverged": bool(m.get("diverged", False)),
            "key": getattr(result, "key", None)}  # the run's cache folder, runs/<key>
+    if cfg.divide.warmup_epochs:  # divide and conquer with a warm start (chapter 4)
+        row["warmup_epochs"] = int(cfg.divide.warmup_epochs)
     for name, value in m.items():
         if name not in row and isinstance(value, (bool, int, float, np.floating, np.integer)):
             row[name] = value

@@ -409,8 +409,8 @@ def budget_verdict(ch: Chapter, gap: pd.DataFrame) -> str:
         parts = [f"{name} ({int(row['epochs'])} epochs): {compare.sentence(row)}" for name, row in rows.iterrows()]
         text += f"*{arm}*: " + "; ".join(parts) + f". So {_trend(rows)}. "
     if warm_arm(ch):
-        text += (f"The warm start trains the whole embedding for its first {_epochs(ch.settings['warm_start_epochs'])} "
-                 "(scaled with the budget), so the first clustering sees a trained embedding, as the paper's sees "
+        text += (f"The warm start trains the whole embedding first ({_epochs(ch.settings['warm_start_epochs'])} at 1x, "
+                 "scaled with the budget), so its first clustering sees a trained embedding, as the paper's sees "
                  "pretrained features; the ledger judges this arm. ")
     return text + ("The regime is still far from the paper's (from scratch, small images), so this shows how the "
                    "verdict moves with the budget, not what the paper's budget would give.")
