@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 
 from lib import records, train
@@ -95,8 +96,12 @@ class Chapter:
         and a .json with the one-line caption the figure index shows; the notebook shows the
         figure itself."""
         stem = self.figure_dir / f"{self.name}-{name}"
-        for fmt in self.profile.figure_formats:
-            fig.savefig(stem.with_suffix(f".{fmt}"), dpi=120, bbox_inches="tight")
+        # No date and fixed SVG ids, so a re-render from the same runs rewrites the same bytes
+        # (and a diff of figures/ shows only what changed)
+        no_date = {"svg": {"Date": None}, "png": {"Software": None}, "pdf": {"CreationDate": None}}
+        with matplotlib.rc_context({"svg.hashsalt": f"{self.name}-{name}"}):
+            for fmt in self.profile.figure_formats:
+                fig.savefig(stem.with_suffix(f".{fmt}"), dpi=120, bbox_inches="tight", metadata=no_date.get(fmt))
         write_json(stem.with_suffix(".json"), {"chapter": self.name, "figure": name, "caption": caption,
                                                "profile": self.profile.name})
 

@@ -116,3 +116,22 @@ def test_cli_prints_path(repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: py
     assert (repo / out).is_file()
     with pytest.raises(SystemExit):
         report.main(["../etc"])
+
+
+def test_a_figure_saved_twice_is_the_same_bytes(tmp_path):
+    """A re-render from the same runs must not rewrite every SVG (a date and random ids)."""
+    import matplotlib.pyplot as plt
+
+    from lib.study import Chapter
+
+    ch = Chapter("00_quickstart", "quick")  # png and svg
+    ch.figure_dir = tmp_path
+    saved = []
+    for _ in range(2):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        ch.save(fig, "probe")
+        plt.close(fig)
+        saved.append({p.name: p.read_bytes() for p in tmp_path.glob("00_quickstart-probe.*")})
+    assert set(saved[0]) >= {"00_quickstart-probe.svg", "00_quickstart-probe.png"}
+    assert saved[0] == saved[1]
