@@ -203,11 +203,13 @@ def _regime(rows: pd.DataFrame) -> str:
     pre = "ImageNet-pretrained" if bool(r.get("pretrained")) else "from scratch"
     images = rows["train_images_seen"].median() if "train_images_seen" in rows else float("nan")
     seen = f", {images / 1000:.0f}k images seen" if math.isfinite(images) else ""
-    views = r.get("test_time_views")
-    shown = f", {views:.0f} test-time views" if views is not None and math.isfinite(views) and views > 1 else ""
-    warm = rows["warmup_epochs"].max() if "warmup_epochs" in rows else None  # the divided arm's, not K = 1's
-    if warm is not None and math.isfinite(warm) and warm > 0:
-        shown += f", the first {warm:.0f} on the whole embedding before clustering"
+    def most(column: str) -> float:  # over both arms: the one that has it (not K = 1's, say)
+        value = rows[column].max() if column in rows else math.nan
+        return value if math.isfinite(value) else 0
+
+    shown = f", {most('test_time_views'):.0f} test-time views" if most("test_time_views") > 1 else ""
+    if most("warmup_epochs") > 0:
+        shown += f", the first {most('warmup_epochs'):.0f} on the whole embedding before clustering"
     return (f"{r['backbone']} ({pre}), {r['image_size']} px, {r['evaluated_dim']:.0f}-d evaluated, "
             f"{int(r['epochs'])} epochs{seen}{shown}")
 
