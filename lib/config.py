@@ -331,6 +331,13 @@ class QuickstartChapter(_Chapter):
     pass
 
 
+class PretrainedAblations(_Model):
+    """Chapter 1's blog and some of its ablations again, on an ImageNet-pretrained backbone."""
+
+    backbone: RunLayer  # the overlay that makes a run pretrained (model.backbone, pretrained, frozen_stages)
+    ablations: List[StrictStr] = Field(default_factory=list)  # names in the chapter's `ablations`
+
+
 class BelugaCollapseChapter(_Chapter):
     blog: RunLayer  # the blog's configuration
     margins: List[Float]  # margins tried besides the blog's
@@ -341,10 +348,13 @@ class BelugaCollapseChapter(_Chapter):
     max_fix_steps: NonNegInt
     confirmation_seeds: List[NonNegInt] = Field(min_length=1)  # fresh seeds that test the chosen fix
     tsne_points: PosInt
+    pretrained: PretrainedAblations | None = None  # the blog's own regime: an ImageNet-pretrained backbone
 
     @model_validator(mode="after")
     def _known_ablations(self) -> "BelugaCollapseChapter":
         _subset(self.only_ablations, list(self.ablations), "only_ablations", "ablations")
+        if self.pretrained is not None:
+            _subset(self.pretrained.ablations, list(self.ablations), "pretrained.ablations", "ablations")
         return self
 
 
@@ -366,12 +376,31 @@ class MiningChapter(_Chapter):
         return self
 
 
+class PretrainedMethods(_Model):
+    """Some of chapter 3's methods again on an ImageNet-pretrained backbone, against scratch."""
+
+    dataset: DatasetName
+    backbone: RunLayer  # the overlay that makes a run pretrained
+    methods: List[StrictStr] = Field(min_length=1)  # names in the chapter's `methods`
+    # one of `methods` also trained with every stage fine-tuned (model.frozen_stages: 0): what freezing costs
+    whole_network: StrictStr | None = None
+
+
 class DistanceWeightedChapter(_Chapter):
     datasets: List[DatasetName]
     methods: dict[str, RunLayer]
     sphere_dims: List[PosInt]
     gradient_pairs: PosInt
     gradient_augmentations: PosInt
+    pretrained: PretrainedMethods | None = None
+
+    @model_validator(mode="after")
+    def _known_methods(self) -> "DistanceWeightedChapter":
+        if self.pretrained is not None:
+            _subset(self.pretrained.methods, list(self.methods), "pretrained.methods", "methods")
+            _subset([self.pretrained.whole_network] if self.pretrained.whole_network else [],
+                    self.pretrained.methods, "pretrained.whole_network", "pretrained.methods")
+        return self
 
 
 class Anchor(_Model):
@@ -403,10 +432,12 @@ class DivideAndConquerChapter(_Chapter):
 
 
 class BorrowedRecipe(_Model):
-    """A run another chapter trains: {chapter, settings: [keys]} or {chapter, divide: {clusters, recluster_every}}."""
+    """A run another chapter trains: {chapter, settings: [keys]} or {chapter, divide: {clusters, recluster_every}};
+    `overlay: [keys]` adds a second layer of that chapter's settings (its pretrained backbone, say)."""
 
     chapter: ChapterName
     settings: List[StrictStr] = None  # type: ignore[assignment]
+    overlay: List[StrictStr] = None  # type: ignore[assignment]
     divide: GridPoint = None  # type: ignore[assignment]
 
     @model_validator(mode="after")
@@ -429,6 +460,7 @@ class ReidentificationChapter(_Chapter):
     examples: NonNegInt
     blog_map: Float = Field(ge=0.0, le=1.0)
     humpback_gain: Float
+    winners_map: Float | None = Field(None, ge=0.0, le=1.0)  # Where's Whale-do winners' mAP@20, shown beside ours
 
     @model_validator(mode="after")
     def _known_recipes(self) -> "ReidentificationChapter":

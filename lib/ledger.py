@@ -156,6 +156,19 @@ def claims(profile: Profile) -> list:
                    dataset="beluga", metric="map@r", a="minimal fix (fresh seeds)", b=f"{blog} (fresh seeds)",
                    regime_matches=True),
     ]
+    if c1.get("pretrained"):  # the blog's own regime: the same configuration on an ImageNet-pretrained backbone
+        out += [Share(claim="The blog's configuration collapses the embedding it evaluates, on an ImageNet-pretrained "
+                            "backbone", setting=f"pretrained: {blog}", flag="collapsed", **blog_claim),
+                Share(claim="The blog's configuration collapses the embedding its loss sees, on an ImageNet-pretrained "
+                            "backbone", setting=f"pretrained: {blog}", flag="loss_space_collapsed", **blog_claim)]
+    c3 = profile.chapter("03_distance_weighted")
+    wu, semi = "margin loss, distance-weighted (Wu)", "semi-hard triplet"
+    if {wu, semi} <= set((c3.get("pretrained") or {}).get("methods", [])):
+        out.append(Comparison(claim="Margin loss + distance-weighted sampling beats semi-hard triplet, on an "
+                                    "ImageNet-pretrained backbone", source="Wu et al. 2017",
+                              regime="ImageNet-pretrained ResNet-50, CUB/Cars/SOP, 224 px", chapter="03_distance_weighted",
+                              dataset=c3["pretrained"]["dataset"], metric="recall@1", a=f"{wu}, pretrained",
+                              b=f"{semi}, pretrained"))
     for ds in ("omniglot", "beluga"):
         budget = longest if ds == c4["budget_dataset"] else 1  # chapter 4 runs longer budgets on one data set
         mining = dict(source="FaceNet (Schroff et al. 2015)", regime=facenet, chapter="02_mining", dataset=ds)
@@ -208,6 +221,8 @@ def _regime(rows: pd.DataFrame) -> str:
         return value if math.isfinite(value) else 0
 
     shown = f", {most('test_time_views'):.0f} test-time views" if most("test_time_views") > 1 else ""
+    if most("frozen_stages") > 0:
+        shown += f", stem and first {most('frozen_stages'):.0f} stages frozen"
     if most("warmup_epochs") > 0:
         shown += f", the first {most('warmup_epochs'):.0f} on the whole embedding before clustering"
     return (f"{r['backbone']} ({pre}), {r['image_size']} px, {r['evaluated_dim']:.0f}-d evaluated, "

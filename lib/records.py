@@ -43,6 +43,8 @@ def record(chapter: str, dataset: str, setting: str, result) -> dict:
            "key": getattr(result, "key", None)}  # the run's cache folder, runs/<key>
     if cfg.divide.warmup_epochs:  # divide and conquer with a warm start (chapter 4)
         row["warmup_epochs"] = int(cfg.divide.warmup_epochs)
+    if cfg.model.frozen_stages:  # a pretrained trunk kept as loaded (chapters 1 and 3)
+        row["frozen_stages"] = int(cfg.model.frozen_stages)
     for name, value in m.items():
         if name not in row and isinstance(value, (bool, int, float, np.floating, np.integer)):
             row[name] = value

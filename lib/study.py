@@ -116,7 +116,7 @@ class Chapter:
                 f"{len(self.seeds)} seed(s) {self.seeds}, {cfg.train.epochs} epochs of "
                 f"{cfg.train.steps_per_epoch or 'all'} steps, batch {cfg.train.batch_size}, "
                 f"backbone {cfg.model.backbone} "
-                f"({'ImageNet-pretrained' if cfg.model.pretrained else 'trained from scratch: no pretrained weights offline'}).")
+                f"({'ImageNet-pretrained' if cfg.model.pretrained else 'trained from scratch'}).")
 
     def describe_datasets(self, *layers: dict) -> str:
         """`describe` for each data set the chapter trains on (its `datasets`), `layers` applied."""
@@ -136,22 +136,30 @@ def borrowed_config(spec: dict, profile: str, overrides: dict | None, dataset: s
     """The configuration of a run another chapter trains, so that reading it hits that chapter's cache.
 
     spec is {chapter: NAME, settings: [key, ...]} (a layer found under those keys of the chapter's
-    settings) or {chapter: NAME, divide: {clusters: K, recluster_every: M}} (`divide_setting`).
+    settings) or {chapter: NAME, divide: {clusters: K, recluster_every: M}} (`divide_setting`);
+    with settings, `overlay: [key, ...]` finds a second layer the same way and applies it after.
     """
-    unknown = set(spec) - {"chapter", "settings", "divide"}
-    if "chapter" not in spec or unknown or ("settings" in spec) == ("divide" in spec):
-        raise ConfigError(f"a borrowed recipe is {{chapter, settings: [keys]}} or {{chapter, divide: {{clusters, "
-                          f"recluster_every}}}}, got {spec!r}")
+    unknown = set(spec) - {"chapter", "settings", "divide", "overlay"}
+    if "chapter" not in spec or unknown or ("settings" in spec) == ("divide" in spec) or \
+            ("overlay" in spec and "settings" not in spec):
+        raise ConfigError(f"a borrowed recipe is {{chapter, settings: [keys], overlay: [keys] (optional)}} or "
+                          f"{{chapter, divide: {{clusters, recluster_every}}}}, got {spec!r}")
     other = Chapter(spec["chapter"], profile, overrides)
     if "divide" in spec:
         return divide_setting(other, dataset, int(spec["divide"]["clusters"]), int(spec["divide"]["recluster_every"]))
-    layer = other.settings
-    for key in spec["settings"]:
+    layers = [_layer(other, spec["chapter"], spec["settings"], profile)]
+    if spec.get("overlay"):
+        layers.append(_layer(other, spec["chapter"], spec["overlay"], profile))
+    return other.config(dataset, *layers)
+
+
+def _layer(chapter: Chapter, name: str, keys: list, profile: str) -> dict:
+    layer = chapter.settings
+    for key in keys:
         if not isinstance(layer, dict) or key not in layer:
-            raise ConfigError(f"chapters.{spec['chapter']} has no setting {'.'.join(map(str, spec['settings']))} "
-                              f"in profile '{profile}'")
+            raise ConfigError(f"chapters.{name} has no setting {'.'.join(map(str, keys))} in profile '{profile}'")
         layer = layer[key]
-    return other.config(dataset, layer)
+    return layer
 
 
 @dataclass

@@ -143,6 +143,13 @@ def test_chapter_run_overlays_are_checked():
         load_profile("smoke", {"chapters.01_beluga_collapse.only_ablations": ["lr 1e-5"]})
     with pytest.raises(ConfigError, match=r"chapters\.05_reidentification\.divided: 'nope' not in"):
         load_profile("quick", {"chapters.05_reidentification.divided": "nope"})
+    with pytest.raises(ConfigError, match=r"chapters\.01_beluga_collapse\.pretrained\.ablations: 'lr 9' not in ablations"):
+        load_profile("quick", {"chapters.01_beluga_collapse.pretrained.ablations": ["lr 9"]})
+    with pytest.raises(ConfigError, match=r"chapters\.03_distance_weighted\.pretrained\.methods: 'nope' not in methods"):
+        load_profile("quick", {"chapters.03_distance_weighted.pretrained.methods": ["nope"]})
+    with pytest.raises(ConfigError, match=r"pretrained\.whole_network: 'margin loss, semi-hard sampling' not in "
+                                          r"pretrained\.methods"):
+        load_profile("quick", {"chapters.03_distance_weighted.pretrained.whole_network": "margin loss, semi-hard sampling"})
 
 
 def test_chapter_is_a_plain_dict_of_what_the_profile_gives():

@@ -101,6 +101,33 @@ def test_borrowed_recipes_hit_the_other_chapters_runs() -> None:
         borrowed_config({"chapter": "03_distance_weighted", "settings": ["methods", "nope"]}, "quick", None, "beluga")
     with pytest.raises(ConfigError, match="borrowed recipe"):
         borrowed_config({"chapter": "03_distance_weighted"}, "quick", None, "beluga")
+    with pytest.raises(ConfigError, match="borrowed recipe"):
+        borrowed_config({"chapter": "04_divide_and_conquer", "divide": {"clusters": 1, "recluster_every": 1},
+                         "overlay": ["pretrained", "backbone"]}, "quick", None, "beluga")
+
+
+def test_a_borrowed_pretrained_recipe_is_the_run_chapter_3_trains_on_the_pretrained_backbone() -> None:
+    """Chapter 5's pretrained recipes (`overlay`) must read chapter 3's and chapter 1's pretrained
+    runs: the same keys, pretrained and frozen as the section says."""
+    from lib.chapters import collapse, distance_weighted as dw
+    ch3 = Chapter("03_distance_weighted", "quick")
+    spec = {"chapter": "03_distance_weighted", "settings": ["methods", dw.SEMI], "overlay": ["pretrained", "backbone"]}
+    cfg = borrowed_config(spec, "quick", None, "beluga")
+    assert cfg.model.pretrained and cfg.model.backbone == "efficientnet_lite0" and cfg.model.frozen_stages == 6
+    assert cfg.loss == ch3.config("beluga", ch3.settings["methods"][dw.SEMI]).loss
+    arms = {name: run_key(c.to_dict()) for name, c in dw.pretrained_arms(ch3).items()}
+    assert arms[dw.SEMI + dw.PRETRAINED] == run_key(cfg.to_dict())
+    assert list(dw.pretrained_pairs(ch3).values())[-1] == (dw.SEMI + dw.PRETRAINED, dw.SEMI + dw.WHOLE_NETWORK)
+    ch1 = Chapter("01_beluga_collapse", "quick")
+    blog = borrowed_config({"chapter": "01_beluga_collapse", "settings": ["blog"], "overlay": ["pretrained", "backbone"]},
+                           "quick", None, "beluga")
+    assert blog == collapse.pretrained_arms(ch1)[collapse.PRETRAINED + collapse.blog_name(ch1)]
+    assert blog.optim.lr == 0.1 and blog.model.projector == [1024, 256] and blog.model.pretrained
+    assert Chapter("05_reidentification", "quick").settings["recipes"][f"{dw.SEMI}, pretrained (chapter 3)"] == spec
+    assert collapse.PRETRAINED + collapse.blog_name(ch1) == "pretrained: blog (margin 0.5)"
+    # the ledger names these arms as strings
+    assert dw.SEMI + dw.PRETRAINED == "semi-hard triplet, pretrained" and dw.WU + dw.PRETRAINED in dw.pretrained_arms(ch3)
+
 
 
 def test_ledger_refuses_tables_of_a_chapter_whose_last_run_failed(tmp_path, monkeypatch) -> None:

@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 
 from lib import compare, plots, records
-from lib.config import ConfigError
+from lib.config import ConfigError, RunConfig
 from lib.evaluate import distance_contrast
 from lib.study import Chapter, fmt
 
 KEPT_AT_TEST = "projector kept at test"  # the reference arm of the dimensionality test (256-d)
 FRESH = " (fresh seeds)"
+PRETRAINED = "pretrained: "  # the blog's regime (`pretrained`): the same settings on an ImageNet backbone
 SUMMARY = ["precision@1", "spread_ratio", "effective_rank", "collapsed", "contracted", "train_loss_over_margin"]
 
 
@@ -167,6 +168,66 @@ def dimensionality_figure(ch: Chapter, contrast: pd.DataFrame) -> None:
     ax.set_ylabel("median farthest / nearest distance")
     ax.legend(fontsize=8)
     ch.save(fig, "dimensionality", "Distance contrast of trained embeddings against random vectors, by dimension")
+
+
+def pretrained_arms(ch: Chapter) -> dict[str, RunConfig]:
+    """The blog and `pretrained.ablations`, each with the `pretrained` section's backbone overlay."""
+    S, P = ch.settings, ch.settings["pretrained"]
+    return {PRETRAINED + blog_name(ch): ch.config(None, S["blog"], P["backbone"]),
+            **{PRETRAINED + n: ch.config(None, S["blog"], S["ablations"][n], P["backbone"]) for n in P["ablations"]}}
+
+
+def pretrained_regime(ch: Chapter, ablation: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The blog's configuration and `pretrained.ablations` again on the ImageNet-pretrained backbone
+    (the blog's own regime). Returns the summary per setting, with each change's paired difference
+    against the pretrained blog beside the same change's from scratch (`ablation`), and the
+    comparisons: the changes (one Holm family) and the pretrained blog against the scratch blog
+    (its own family of one). Both empty when the profile has no `pretrained` section."""
+    S, metric, blog = ch.settings, ch.settings["metric"], blog_name(ch)
+    if not S.get("pretrained"):
+        return pd.DataFrame(), pd.DataFrame()
+    P, arms = S["pretrained"], pretrained_arms(ch)
+    ch.run_settings(arms)
+    changes = compare.compare(ch.table(), {PRETRAINED + n: (PRETRAINED + n, PRETRAINED + blog)
+                                           for n in P["ablations"]}, metric) if P["ablations"] else pd.DataFrame()
+    against_scratch = compare.compare(ch.table(), {PRETRAINED + blog: (PRETRAINED + blog, blog)}, metric)
+    found = pd.concat([against_scratch, changes])
+    table = _summary(ch, list(arms)).join(found[["diff", "low", "high", "mde", "effect"]].add_prefix("Δ "))
+    table["Δ from scratch"] = [np.nan, *ablation.reindex(P["ablations"])["Δ diff"]]
+    ch.save_table(table, "pretrained")
+    return table, found
+
+
+def pretrained_verdict(ch: Chapter, table: pd.DataFrame, found: pd.DataFrame) -> str:
+    """What the blog's regime changes: its collapse symptoms, and which changes help, against scratch."""
+    if not len(table):
+        return "This profile has no `pretrained` section: the blog's pretrained regime was not run."
+    metric, blog, runs = ch.settings["metric"], blog_name(ch), ch.table()
+    b, s = runs[runs.setting == PRETRAINED + blog], runs[runs.setting == blog]
+    lines = [f"**The blog's regime** ({_backbone_words(ch)}): the blog's configuration gives {metric} "
+             f"{fmt(b[metric].mean(), b[metric].std())} against {fmt(s[metric].mean(), s[metric].std())} from scratch, "
+             f"{compare.sentence(found.loc[PRETRAINED + blog])}, {found.loc[PRETRAINED + blog, 'effect']}. "
+             f"Training loss / margin at the end: {', '.join(f'{v:.3f}' for v in b['train_loss_over_margin'])}; "
+             f"collapsed in the space the loss sees on {int(b.loss_space_collapsed.sum())} of {len(b)} seeds, in the "
+             f"evaluated features on {int(b.collapsed.sum())} of {len(b)} (effective rank {b['effective_rank'].mean():.1f})."]
+    changes = found.drop(index=PRETRAINED + blog)
+    if len(changes):
+        helped = changes[changes.effect == compare.EFFECT["helps"]]
+        scratch = table.loc[changes.index, "Δ from scratch"]
+        same = int((np.sign(changes["diff"]) == np.sign(scratch)).sum())
+        lines.append(f"Each change against the pretrained blog (paired by seed, Holm-corrected over {len(changes)}): " + (
+            "; ".join(f"{n.removeprefix(PRETRAINED)} {compare.sentence(r)}" for n, r in helped.iterrows())
+            + " lie above zero" if len(helped) else
+            f"none has a corrected interval above zero; {compare.detectable(float(changes['mde'].min()))}") +
+            f". {same} of {len(changes)} changes move {metric} the same way as they do from scratch.")
+    return " ".join(lines)
+
+
+def _backbone_words(ch: Chapter) -> str:
+    model = ch.settings["pretrained"]["backbone"].get("model", {})
+    frozen = model.get("frozen_stages", 0)
+    return (f"{model.get('backbone', 'the profile backbone')} with ImageNet weights, "
+            + (f"its stem and first {frozen} stages frozen" if frozen else "every stage fine-tuned"))
 
 
 def tsne_figure(ch: Chapter, blog_runs: list, fixed_runs: list) -> None:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from lib import cache, geometry, plots, records, train
 from lib.compare import compare, detectable, sentence
+from lib.config import RunConfig
 from lib.study import Chapter, fmt
 
 SEMI = "semi-hard triplet"
@@ -38,6 +39,9 @@ LOSS_ONLY = "the loss alone (margin loss, semi-hard sampling vs semi-hard triple
 SAMPLING_ONLY = "the sampling alone (distance-weighted vs semi-hard, both with the margin loss)"
 PML_RECIPE = "pml's recipe vs semi-hard triplet"
 DROPPING = "pml's anchor dropping vs Wu's uniform fallback"
+
+PRETRAINED = ", pretrained"  # suffix of a method run on the `pretrained` section's backbone
+WHOLE_NETWORK = ", pretrained, whole network fine-tuned"
 
 # Published 20-way one-shot accuracies on Lake's 20 runs (Lake, Salakhutdinov & Tenenbaum 2015, Science).
 LAKE_ANCHORS = {"people": 0.955, "Bayesian Program Learning": 0.967, "a convolutional network": 0.865}
@@ -305,3 +309,90 @@ def verdict(ch: Chapter, found: pd.DataFrame, gradient_table: pd.DataFrame) -> s
     parts += [text for text in (oneshot_verdict(ch),) if text]
     parts.append(gradient_verdict(gradient_table))
     return "\n\n".join(parts)
+
+
+# ------------------------------------------------------------------ the same recipes, pretrained
+def pretrained_arms(ch: Chapter) -> dict[str, RunConfig]:
+    """`pretrained.methods` on the pretrained backbone, and `whole_network` with every stage
+    trained; {} when the profile has no `pretrained` section."""
+    P = ch.settings.get("pretrained")
+    if not P:
+        return {}
+    arms = {m + PRETRAINED: ch.config(P["dataset"], ch.settings["methods"][m], P["backbone"]) for m in P["methods"]}
+    if P.get("whole_network"):
+        arms[P["whole_network"] + WHOLE_NETWORK] = arms[P["whole_network"] + PRETRAINED].with_overrides(
+            {"model.frozen_stages": 0})
+    return arms
+
+
+def run_pretrained(ch: Chapter) -> dict[str, list]:
+    """`pretrained_arms` over the profile's seeds, recorded in the per-seed table."""
+    return ch.run_settings(pretrained_arms(ch))
+
+
+def pretrained_pairs(ch: Chapter) -> dict[str, tuple[str, str]]:
+    """Each pretrained method against itself from scratch, and what freezing costs: one family."""
+    P = ch.settings["pretrained"]
+    pairs = {f"{m}: pretrained vs scratch": (m + PRETRAINED, m) for m in P["methods"]}
+    if P.get("whole_network"):
+        w = P["whole_network"]
+        pairs[f"{w}: frozen stages vs whole network fine-tuned"] = (w + PRETRAINED, w + WHOLE_NETWORK)
+    return pairs
+
+
+def pretrained_comparisons(ch: Chapter) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary per arm with training minutes, paired comparisons on MAP@R and Recall@1, each
+    metric one Holm family); empty frames when the profile has no `pretrained` section."""
+    P = ch.settings.get("pretrained")
+    if not P:
+        return pd.DataFrame(), pd.DataFrame()
+    table = ch.table()
+    table = table[table["dataset"] == P["dataset"]]
+    pairs = pretrained_pairs(ch)
+    arms = list(dict.fromkeys(arm for pair in pairs.values() for arm in pair))
+    summary = records.summary(table, [CHECK_METRIC, CLAIM_METRIC, "train_seconds"]).droplevel("dataset")
+    summary = summary.loc[[a for a in arms if a in summary.index]]
+    found = pd.concat([compare(table, pairs, metric) for metric in (CHECK_METRIC, CLAIM_METRIC)])
+    ch.save_table(summary, "pretrained")
+    ch.save_table(found, "pretrained-comparisons")
+    return summary, found
+
+
+def pretrained_figure(ch: Chapter, results: dict, pretrained: dict) -> plt.Figure:
+    """Held-out MAP@R per epoch of every pretrained arm (`run_pretrained`) and its scratch
+    counterpart (`run_methods`), seeds as thin lines."""
+    P = ch.settings["pretrained"]
+    arms = list(dict.fromkeys(arm for pair in pretrained_pairs(ch).values() for arm in pair))
+    every = {**results.get(P["dataset"], {}), **pretrained}
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for i, arm in enumerate(arms):
+        plots.seed_lines(ax, [r.history for r in every.get(arm, []) if len(r.history)], "val_map@r", label=arm,
+                         color=f"C{i}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("held-out MAP@R")
+    ax.set_title(P["dataset"])
+    ax.legend(fontsize=7)
+    return fig
+
+
+def pretrained_verdict(ch: Chapter, summary: pd.DataFrame, found: pd.DataFrame) -> str:
+    """Pretrained against scratch per method, and what freezing costs, on MAP@R then Recall@1."""
+    if not len(found):
+        return "This profile has no `pretrained` section: the recipes were not run on a pretrained backbone."
+    P, model = ch.settings["pretrained"], ch.settings["pretrained"]["backbone"].get("model", {})
+    cfg = ch.config(P["dataset"], P["backbone"])
+    minutes = summary["train_seconds mean"] / 60
+
+    def level(arm: str) -> str:
+        return f"{fmt(summary.loc[arm, f'{CHECK_METRIC} mean'], summary.loc[arm, f'{CHECK_METRIC} sd'])} " \
+               f"({minutes[arm]:.1f} training min a seed)"
+
+    check = found[found.metric == CHECK_METRIC]
+    claim = found[found.metric == CLAIM_METRIC]
+    lines = [f"**Pretrained against scratch on {P['dataset']}** ({model.get('backbone')} with ImageNet weights, stem "
+             f"and first {model.get('frozen_stages', 0)} stages frozen, {cfg.data.image_size} px, {cfg.train.epochs} "
+             f"epochs; {CHECK_METRIC}, paired by seed, Holm over {len(check)}):"]
+    for name, (a, b) in pretrained_pairs(ch).items():
+        lines.append(f"- {name}: {level(a)} against {level(b)}, {judged(check.loc[name])}; "
+                     f"on {CLAIM_METRIC} {judged(claim.loc[name])}.")
+    return "\n".join(lines)

@@ -385,6 +385,30 @@ def budget_figure(ch: Chapter, results: dict[int, dict[str, list]], gap: pd.Data
                                       "Recall@1 per arm and each gap with its Holm interval")
 
 
+def budget_curves(ch: Chapter, results: dict[int, dict[str, list]]) -> plt.Figure:
+    """Held-out Recall@1 and MAP@R after every epoch of every budget arm, one column per budget
+    (thin: seeds, bold: mean): does the gap between the arms move while they train?"""
+    multiples, arms = ch.settings["budgets"], list(budget_arms(ch))
+    metrics = {"val_recall@1": "Recall@1", "val_map@r": "MAP@R"}
+    fig, axes = plt.subplots(len(metrics), len(multiples), figsize=(4.2 * len(multiples), 3.0 * len(metrics)),
+                             squeeze=False, sharey="row")
+    for col, m in enumerate(multiples):
+        for row, (column, label) in enumerate(metrics.items()):
+            ax = axes[row, col]
+            for i, arm in enumerate(arms):
+                plots.seed_lines(ax, _histories(results[m][arm]), column, label=arm, color=f"C{i}")
+            ax.yaxis.set_major_formatter(lambda y, _: f"{y * 100:.0f}")
+            if row == 0:
+                ax.set_title(f"{m}x the budget", fontsize=10)
+            if row == len(metrics) - 1:
+                ax.set_xlabel("epoch")
+            if col == 0:
+                ax.set_ylabel(f"held-out {label} (%)")
+    axes[0, 0].legend(fontsize=7)
+    return _saved(ch, fig, "budget-curves", f"{ch.settings['budget_dataset']}: held-out Recall@1 and MAP@R per epoch "
+                                            "of one learner and the divided arms at each budget (thin: seeds, bold: mean)")
+
+
 def _trend(rows: pd.DataFrame) -> str:
     """Whether a gap shrinks, closes, flips or holds from the shortest budget to the longest."""
     first, last = rows.iloc[0], rows.iloc[-1]

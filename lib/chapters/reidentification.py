@@ -407,6 +407,11 @@ def verdict(ch: Chapter, table: pd.DataFrame) -> str:
     if blog is not None:
         lines.append(f"**The blog's configuration** scores {_fmt(table, blog, later)} at a later encounter (the blog "
                      f"reported {s['blog_map'] * 100:.1f} % on its own training whales, same encounters allowed).")
+    if s.get("winners_map") is not None:
+        lines.append(f"**Where the winners were.** The Where's Whale-do winners reached mAP@20 {s['winners_map']:.2f} "
+                     f"(EfficientNet-B5 at 512 px with ArcFace, on the competition's own test set, not these whales); "
+                     f"the best recipe here scores {_mean(table, best, later):.2f}, with images of "
+                     f"{'x'.join(map(str, np.atleast_1d(ch.config().data.image_size)))} px and this profile's budget.")
     lines += _averaging_lines(ch, table, best)
     lines.append(_new_individual_line(ch, table, best))
     lines.append(f"**Divide and conquer vs one learner** ({s['divided']} vs {s['single']}, same budget, paired by "
