@@ -461,6 +461,8 @@ class ReidentificationChapter(_Chapter):
     blog_map: Float = Field(ge=0.0, le=1.0)
     humpback_gain: Float
     winners_map: Float | None = Field(None, ge=0.0, le=1.0)  # Where's Whale-do winners' mAP@20, shown beside ours
+    # {pretrained recipe: the same recipe from scratch}, compared paired by seed (one Holm family)
+    pretrained_pairs: dict[str, StrictStr] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _known_recipes(self) -> "ReidentificationChapter":
@@ -468,6 +470,8 @@ class ReidentificationChapter(_Chapter):
         chosen = self.only_recipes if self.only_recipes is not None else list(self.recipes)
         for key in ("divided", "single"):
             _subset([getattr(self, key)], chosen, key, "the recipes this profile runs")
+        _subset([n for pair in self.pretrained_pairs.items() for n in pair], list(self.recipes),
+                "pretrained_pairs", "recipes")
         return self
 
 

@@ -378,6 +378,28 @@ def _why_inconclusive(row: pd.Series, gain: float) -> str:
     return "the interval holds both zero and the claimed gain"
 
 
+def pretrained_vs_scratch(ch: Chapter, table: pd.DataFrame) -> pd.DataFrame:
+    """Each pretrained recipe minus the same recipe from scratch (`pretrained_pairs`, those both
+    run by this profile), paired by seed, on a later encounter and with same-encounter photos
+    allowed: one Holm family per metric. Empty when there are no such pairs."""
+    m, chosen = Metrics(ch), set(_settings(table))
+    pairs = {f"{a} vs {b}": (a, b) for a, b in ch.settings.get("pretrained_pairs", {}).items() if {a, b} <= chosen}
+    if not pairs:
+        return pd.DataFrame()
+    found = pd.concat([compare.compare(table, pairs, metric) for metric in (m.scenario(LATER), m.scenario(SAME))])
+    ch.save_table(found, "pretrained-vs-scratch")
+    return found
+
+
+def _pretrained_line(ch: Chapter, table: pd.DataFrame) -> str | None:
+    found = pretrained_vs_scratch(ch, table)
+    if not len(found):
+        return None
+    parts = [f"{name}, {row['metric']}: {compare.sentence(row)}, {row['effect']}" for name, row in found.iterrows()]
+    return ("**Pretrained against scratch** (the same recipe on chapter 1's ImageNet-pretrained backbone, paired by "
+            "seed, Holm-corrected per metric): " + "; ".join(parts) + ".")
+
+
 def _claim_lines(ch: Chapter, table: pd.DataFrame) -> list[str]:
     """One line per closed-set metric: the paired difference, its minimum detectable effect beside the
     claimed gain, and `lib.stats.verdict` (inconclusive whenever the seeds could not have seen the gain)."""
@@ -412,6 +434,7 @@ def verdict(ch: Chapter, table: pd.DataFrame) -> str:
                      f"(EfficientNet-B5 at 512 px with ArcFace, on the competition's own test set, not these whales); "
                      f"the best recipe here scores {_mean(table, best, later):.2f}, with images of "
                      f"{'x'.join(map(str, np.atleast_1d(ch.config().data.image_size)))} px and this profile's budget.")
+    lines += [text for text in (_pretrained_line(ch, table),) if text]
     lines += _averaging_lines(ch, table, best)
     lines.append(_new_individual_line(ch, table, best))
     lines.append(f"**Divide and conquer vs one learner** ({s['divided']} vs {s['single']}, same budget, paired by "
