@@ -117,7 +117,10 @@ def test_a_borrowed_pretrained_recipe_is_the_run_chapter_3_trains_on_the_pretrai
     assert cfg.loss == ch3.config("beluga", ch3.settings["methods"][dw.SEMI]).loss
     arms = {name: run_key(c.to_dict()) for name, c in dw.pretrained_arms(ch3).items()}
     assert arms[dw.SEMI + dw.PRETRAINED] == run_key(cfg.to_dict())
-    assert list(dw.pretrained_pairs(ch3).values())[-1] == (dw.SEMI + dw.PRETRAINED, dw.SEMI + dw.WHOLE_NETWORK)
+    full3 = Chapter("03_distance_weighted", "full")  # quick leaves the whole-network arm out
+    assert list(dw.pretrained_pairs(full3).values())[-1] == (dw.SEMI + dw.PRETRAINED, dw.SEMI + dw.WHOLE_NETWORK)
+    assert dw.pretrained_arms(full3)[dw.SEMI + dw.WHOLE_NETWORK].model.frozen_stages == 0
+    assert len(dw.pretrained_pairs(ch3)) == len(ch3.settings["pretrained"]["methods"])
     ch1 = Chapter("01_beluga_collapse", "quick")
     blog = borrowed_config({"chapter": "01_beluga_collapse", "settings": ["blog"], "overlay": ["pretrained", "backbone"]},
                            "quick", None, "beluga")
