@@ -206,7 +206,7 @@ def pretrained_verdict(ch: Chapter, table: pd.DataFrame, found: pd.DataFrame) ->
     b, s = runs[runs.setting == PRETRAINED + blog], runs[runs.setting == blog]
     lines = [f"**The blog's regime** ({_backbone_words(ch)}): the blog's configuration gives {metric} "
              f"{fmt(b[metric].mean(), b[metric].std())} against {fmt(s[metric].mean(), s[metric].std())} from scratch, "
-             f"{compare.sentence(found.loc[PRETRAINED + blog])}, {found.loc[PRETRAINED + blog, 'effect']}. "
+             f"{_judged(found.loc[PRETRAINED + blog])}. "
              f"Training loss / margin at the end: {', '.join(f'{v:.3f}' for v in b['train_loss_over_margin'])}; "
              f"collapsed in the space the loss sees on {int(b.loss_space_collapsed.sum())} of {len(b)} seeds, in the "
              f"evaluated features on {int(b.collapsed.sum())} of {len(b)} (effective rank {b['effective_rank'].mean():.1f})."]
@@ -221,6 +221,12 @@ def pretrained_verdict(ch: Chapter, table: pd.DataFrame, found: pd.DataFrame) ->
             f"none has a corrected interval above zero; {compare.detectable(float(changes['mde'].min()))}") +
             f". {same} of {len(changes)} changes move {metric} the same way as they do from scratch.")
     return " ".join(lines)
+
+
+def _judged(row: pd.Series) -> str:
+    """A comparison's difference and effect, with its minimum detectable effect when none is detected."""
+    text = f"{compare.sentence(row)}, {row['effect']}"
+    return text if row["effect"] != compare.EFFECT["none"] else f"{text}; {compare.detectable(float(row['mde']))}"
 
 
 def _backbone_words(ch: Chapter) -> str:
