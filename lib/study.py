@@ -147,19 +147,26 @@ def borrowed_config(spec: dict, profile: str, overrides: dict | None, dataset: s
     other = Chapter(spec["chapter"], profile, overrides)
     if "divide" in spec:
         return divide_setting(other, dataset, int(spec["divide"]["clusters"]), int(spec["divide"]["recluster_every"]))
-    layers = [_layer(other, spec["chapter"], spec["settings"], profile)]
-    if spec.get("overlay"):
-        layers.append(_layer(other, spec["chapter"], spec["overlay"], profile))
-    return other.config(dataset, *layers)
+    return other.config(dataset, *[_layer(other, spec[k]) for k in ("settings", "overlay") if spec.get(k)])
 
 
-def _layer(chapter: Chapter, name: str, keys: list, profile: str) -> dict:
+def _layer(chapter: Chapter, keys: list) -> dict:
     layer = chapter.settings
     for key in keys:
         if not isinstance(layer, dict) or key not in layer:
-            raise ConfigError(f"chapters.{name} has no setting {'.'.join(map(str, keys))} in profile '{profile}'")
+            raise ConfigError(f"chapters.{chapter.name} has no setting {'.'.join(map(str, keys))} in profile "
+                              f"'{chapter.profile.name}'")
         layer = layer[key]
     return layer
+
+
+def backbone_words(layer: dict) -> str:
+    """'efficientnet_lite0 with ImageNet weights, its stem and first 6 stages frozen' for a run
+    overlay that makes a run pretrained (a chapter's `pretrained.backbone`)."""
+    model = layer.get("model", {})
+    frozen = model.get("frozen_stages", 0)
+    return (f"{model.get('backbone', 'the profile backbone')} with ImageNet weights, "
+            + (f"its stem and first {frozen} stages frozen" if frozen else "every stage fine-tuned"))
 
 
 @dataclass

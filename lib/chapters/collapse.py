@@ -9,7 +9,7 @@ import pandas as pd
 from lib import compare, plots, records
 from lib.config import ConfigError, RunConfig
 from lib.evaluate import distance_contrast
-from lib.study import Chapter, fmt
+from lib.study import Chapter, backbone_words, fmt
 
 KEPT_AT_TEST = "projector kept at test"  # the reference arm of the dimensionality test (256-d)
 FRESH = " (fresh seeds)"
@@ -204,7 +204,7 @@ def pretrained_verdict(ch: Chapter, table: pd.DataFrame, found: pd.DataFrame) ->
         return "This profile has no `pretrained` section: the blog's pretrained regime was not run."
     metric, blog, runs = ch.settings["metric"], blog_name(ch), ch.table()
     b, s = runs[runs.setting == PRETRAINED + blog], runs[runs.setting == blog]
-    lines = [f"**The blog's regime** ({_backbone_words(ch)}): the blog's configuration gives {metric} "
+    lines = [f"**The blog's regime** ({backbone_words(ch.settings['pretrained']['backbone'])}): the blog's configuration gives {metric} "
              f"{fmt(b[metric].mean(), b[metric].std())} against {fmt(s[metric].mean(), s[metric].std())} from scratch, "
              f"{_judged(found.loc[PRETRAINED + blog])}. "
              f"Training loss / margin at the end: {', '.join(f'{v:.3f}' for v in b['train_loss_over_margin'])}; "
@@ -227,13 +227,6 @@ def _judged(row: pd.Series) -> str:
     """A comparison's difference and effect, with its minimum detectable effect when none is detected."""
     text = f"{compare.sentence(row)}, {row['effect']}"
     return text if row["effect"] != compare.EFFECT["none"] else f"{text}; {compare.detectable(float(row['mde']))}"
-
-
-def _backbone_words(ch: Chapter) -> str:
-    model = ch.settings["pretrained"]["backbone"].get("model", {})
-    frozen = model.get("frozen_stages", 0)
-    return (f"{model.get('backbone', 'the profile backbone')} with ImageNet weights, "
-            + (f"its stem and first {frozen} stages frozen" if frozen else "every stage fine-tuned"))
 
 
 def tsne_figure(ch: Chapter, blog_runs: list, fixed_runs: list) -> None:

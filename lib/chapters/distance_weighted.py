@@ -17,7 +17,7 @@ import pandas as pd
 from lib import cache, geometry, plots, records, train
 from lib.compare import compare, detectable, sentence
 from lib.config import RunConfig
-from lib.study import Chapter, fmt
+from lib.study import Chapter, backbone_words, fmt
 
 SEMI = "semi-hard triplet"
 SEMI_MARGIN = "margin loss, semi-hard sampling"
@@ -340,6 +340,10 @@ def pretrained_pairs(ch: Chapter) -> dict[str, tuple[str, str]]:
     return pairs
 
 
+def _paired_arms(pairs: dict[str, tuple[str, str]]) -> list[str]:
+    return list(dict.fromkeys(arm for pair in pairs.values() for arm in pair))
+
+
 def pretrained_comparisons(ch: Chapter) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(summary per arm with training minutes, paired comparisons on MAP@R and Recall@1, each
     metric one Holm family); empty frames when the profile has no `pretrained` section."""
@@ -349,9 +353,8 @@ def pretrained_comparisons(ch: Chapter) -> tuple[pd.DataFrame, pd.DataFrame]:
     table = ch.table()
     table = table[table["dataset"] == P["dataset"]]
     pairs = pretrained_pairs(ch)
-    arms = list(dict.fromkeys(arm for pair in pairs.values() for arm in pair))
     summary = records.summary(table, [CHECK_METRIC, CLAIM_METRIC, "train_seconds"]).droplevel("dataset")
-    summary = summary.loc[[a for a in arms if a in summary.index]]
+    summary = summary.loc[[a for a in _paired_arms(pairs) if a in summary.index]]
     found = pd.concat([compare(table, pairs, metric) for metric in (CHECK_METRIC, CLAIM_METRIC)])
     ch.save_table(summary, "pretrained")
     ch.save_table(found, "pretrained-comparisons")
@@ -362,7 +365,7 @@ def pretrained_figure(ch: Chapter, results: dict, pretrained: dict) -> plt.Figur
     """Held-out MAP@R per epoch of every pretrained arm (`run_pretrained`) and its scratch
     counterpart (`run_methods`), seeds as thin lines."""
     P = ch.settings["pretrained"]
-    arms = list(dict.fromkeys(arm for pair in pretrained_pairs(ch).values() for arm in pair))
+    arms = _paired_arms(pretrained_pairs(ch))
     every = {**results.get(P["dataset"], {}), **pretrained}
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for i, arm in enumerate(arms):
@@ -379,7 +382,7 @@ def pretrained_verdict(ch: Chapter, summary: pd.DataFrame, found: pd.DataFrame) 
     """Pretrained against scratch per method, and what freezing costs, on MAP@R then Recall@1."""
     if not len(found):
         return "This profile has no `pretrained` section: the recipes were not run on a pretrained backbone."
-    P, model = ch.settings["pretrained"], ch.settings["pretrained"]["backbone"].get("model", {})
+    P = ch.settings["pretrained"]
     cfg = ch.config(P["dataset"], P["backbone"])
     minutes = summary["train_seconds mean"] / 60
 
@@ -389,9 +392,9 @@ def pretrained_verdict(ch: Chapter, summary: pd.DataFrame, found: pd.DataFrame) 
 
     check = found[found.metric == CHECK_METRIC]
     claim = found[found.metric == CLAIM_METRIC]
-    lines = [f"**Pretrained against scratch on {P['dataset']}** ({model.get('backbone')} with ImageNet weights, stem "
-             f"and first {model.get('frozen_stages', 0)} stages frozen, {cfg.data.image_size} px, {cfg.train.epochs} "
-             f"epochs; {CHECK_METRIC}, paired by seed, Holm over {len(check)}):"]
+    lines = [f"**Pretrained against scratch on {P['dataset']}** ({backbone_words(P['backbone'])}, "
+             f"{cfg.data.image_size} px, {cfg.train.epochs} epochs; {CHECK_METRIC}, paired by seed, Holm over "
+             f"{len(check)}):"]
     for name, (a, b) in pretrained_pairs(ch).items():
         lines.append(f"- {name}: {level(a)} against {level(b)}, {judged(check.loc[name])}; "
                      f"on {CLAIM_METRIC} {judged(claim.loc[name])}.")
