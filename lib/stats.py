@@ -12,13 +12,23 @@ the noncentral t tail probability `scipy.stats.nct` gives.
 Public API
 ----------
 paired_difference(a, b, confidence=0.95) -> Difference
-holm(differences, alpha=0.05) -> dict[str, Difference]
+holm(differences, alpha=0.05) -> dict[str, Difference]     (each row at its Holm step level)
 minimum_detectable_effect(sd_of_differences, n, alpha=0.05, power=0.8, family_size=1) -> float
 paired_power(effect, sd_of_differences, n, alpha=0.05, family_size=1) -> float
-mde_of(difference, power=0.8) -> float
-verdict(difference, claimed_effect, regime_matches, direction=+1, *, power=0.8) -> Verdict (a str)
-verdict_reason(difference, claimed_effect, regime_matches, direction=+1, *, power=0.8,
-               scale=100.0, unit="points") -> str
+mde_of(difference, power=0.8) -> float                      (at the row's own level)
+tost(difference, bound) -> float                            (two one-sided tests, p)
+judge(difference, claimed_effect=None, *, smallest_effect, direction, regime_matches, ...) -> Judgement
+clopper_pearson(k, n, confidence=0.95, sided="two-sided") -> (low, high)
+judge_share(flagged, seeds, ...) -> ShareJudgement
+hierarchical_bootstrap(correct[seeds, runs, trials], confidence=0.95, ...) -> (mean, low, high)
+judge_level(correct, level, ...) -> LevelJudgement
+verdict_sentence(judgement) -> str      THE one source of every verdict sentence (chapters, ledger)
+verdict(...) -> Verdict, verdict_reason(...) -> str         shorthands for judge / verdict_sentence
+
+Verdicts (`judge`), checked in this order at the row's own level: reproduced (interval on the
+claimed side of zero; "smaller than claimed" when also below the claimed effect), contradicted
+(interval on the other side), no effect as large as claimed (TOST against the smallest effect of
+interest), inconclusive. The regime qualifies every sentence and is never a verdict.
 """
 from __future__ import annotations
 
@@ -52,6 +62,8 @@ class Difference:
     p_adjusted  Holm-adjusted p-value, None when the difference was not corrected for a family
     family_size number of comparisons in the family the correction was made over (1: none)
     family_alpha the family-wise error rate the correction controls (None: 1 - confidence)
+    step        Holm's step whose level this row's interval uses (0-based: the level is
+                family_alpha / (family_size - step)); None when not corrected
     """
 
     diff: float
@@ -65,11 +77,18 @@ class Difference:
     p_adjusted: float | None = None
     family_size: int = 1
     family_alpha: float | None = None
+    step: int | None = None
 
     @property
     def alpha(self) -> float:
-        """The error rate the verdicts use: the family's when corrected, else 1 - confidence."""
+        """The family-wise error rate: the family's when corrected, else 1 - confidence."""
         return self.family_alpha if self.family_alpha is not None else 1.0 - self.confidence
+
+    @property
+    def level(self) -> float:
+        """This row's own level, the one its interval, its TOST and its MDE all use: 1 - confidence
+        (Holm's step level family_alpha / (family_size - step) for a corrected row)."""
+        return 1.0 - self.confidence
 
     @property
     def p(self) -> float:
@@ -224,7 +243,7 @@ def holm(differences: Mapping[str, Difference], alpha: float = 0.05) -> dict[str
         p_adj = float(adjusted[idx])
         out[name] = replace(
             d, low=low, high=high, confidence=confidence, p_adjusted=p_adj,
-            family_size=m, family_alpha=alpha,
+            family_size=m, family_alpha=alpha, step=int(level_rank[idx]),
         )
     return out
 
@@ -300,106 +319,445 @@ def minimum_detectable_effect(sd_of_differences: float, n: int, alpha: float = 0
 
 
 def mde_of(difference: Difference, power: float = 0.8) -> float:
-    """`minimum_detectable_effect` for a comparison, with its observed sd of differences, its n,
-    and its family's level (alpha / family_size, the conservative Bonferroni level for a Holm
-    family). The observed sd from 2-5 seeds is itself noisy; this is a plug-in estimate."""
-    return minimum_detectable_effect(difference.sd, difference.n, alpha=difference.alpha,
-                                     power=power, family_size=difference.family_size)
+    """`minimum_detectable_effect` for a comparison, with its observed sd of differences, its n and
+    its own level (`Difference.level`: Holm's step level for a corrected row), the level its
+    interval is printed at. The observed sd from a few seeds is itself noisy: a plug-in estimate."""
+    return minimum_detectable_effect(difference.sd, difference.n, alpha=difference.level, power=power)
 
+
+# ----------------------------------------------------------------------------- verdicts
 
 class Verdict(StrEnum):
-    """The four verdicts a comparison can get (they are plain strings too)."""
+    """The verdicts a claim can get (they are plain strings too). The regime is no verdict: it is a
+    qualifier every verdict sentence carries."""
 
     REPRODUCED = "reproduced"
+    REPRODUCED_SMALLER = "reproduced (smaller than claimed)"
     CONTRADICTED = "contradicted"
-    NOT_SUPPORTED = "not supported at this scale"
+    NO_EFFECT = "no effect as large as claimed"
     INCONCLUSIVE = "inconclusive"
 
 
-def _judge(difference: Difference, claimed_effect: float | None, regime_matches: bool,
-           direction: int, power: float, scale: float, unit: str) -> tuple[Verdict, str]:
-    if direction not in (1, -1):
-        raise ValueError(f"direction must be +1 or -1, got {direction}")
+def tost(difference: Difference, bound: float) -> float:
+    """Two one-sided paired t-tests of |true difference| >= bound (Schuirmann's TOST): the larger of
+    the two one-sided p-values for H0: diff <= -bound and H0: diff >= +bound. p <= alpha rejects both,
+    i.e. the effect lies within (-bound, +bound); this is the same as the (1 - 2 alpha) interval
+    lying inside (-bound, +bound). NaN without an interval (n < 2, or a common nonzero shift)."""
     d = difference
-    claim = None if claimed_effect is None else abs(float(claimed_effect))
+    bound = abs(float(bound))
+    if d.n < 2 or not (_finite(d.diff) and _finite(d.sd)):
+        return float("nan")
+    if d.sd == 0.0:
+        if not (_finite(d.low) and _finite(d.high)):
+            return float("nan")  # a chance tie of the differences: no spread, no test
+        return 0.0 if abs(d.diff) < bound else 1.0
+    se, df = d.sd / math.sqrt(d.n), d.n - 1
+    p_lower = stats.t.sf((d.diff + bound) / se, df)  # H0: diff <= -bound
+    p_upper = stats.t.cdf((d.diff - bound) / se, df)  # H0: diff >= +bound
+    return float(max(p_lower, p_upper))
+
+
+def _pct(confidence: float) -> str:
+    return f"{confidence * 100:.4f}".rstrip("0").rstrip(".") + " %"
+
+
+def level_text(difference: Difference) -> str:
+    """The row's level, exactly: '95 %' for an uncorrected row; for a Holm row its step level as a
+    fraction of the family's alpha, e.g. '99.5833 % (Holm level 0.05/12, family of 12)'."""
+    d = difference
+    if d.corrected and d.family_size > 1 and d.step is not None and d.family_alpha is not None:
+        k = d.family_size - d.step
+        frac = f"{d.family_alpha:g}" if k == 1 else f"{d.family_alpha:g}/{k}"
+        return f"{_pct(d.confidence)} (Holm level {frac}, family of {d.family_size})"
+    return _pct(d.confidence)
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
+def measurement(difference: Difference, scale: float = 100.0, unit: str = "points") -> str:
+    """'Δ +3.4 points (98.75 % (Holm level 0.05/4, family of 4) interval +0.8 to +6.0; 3 seeds)':
+    the measured difference with its interval at the row's exact level (no verdict)."""
+    d = difference
 
     def num(x: float) -> str:
         return f"{x * scale:+.1f}"
 
-    side, other = ("above", "below") if direction == 1 else ("below", "above")
-    pct = f"{(1.0 - d.alpha) * 100:g} %"
-    label = f"Holm-corrected {pct} interval" if d.corrected and d.family_size > 1 else f"{pct} interval"
-    seeds = f"{d.n} seed" + ("" if d.n == 1 else "s")
-    head = f"Δ {num(d.diff)} {unit}".rstrip()
-    claim_txt = "" if claim is None else f"the claimed {num(direction * claim)} {unit}".rstrip()
+    head = f"Δ {num(d.diff)} {unit}".rstrip() if _finite(d.diff) else "Δ not measured"
+    if d.n < 2:
+        return f"{head} from {_seeds(d.n)}: no interval"
+    if not (_finite(d.low) and _finite(d.high)):
+        return f"{head} from {_seeds(d.n)}: every seed gave the same difference, so no interval"
+    return f"{head} ({level_text(d)} interval {num(d.low)} to {num(d.high)}; {_seeds(d.n)})"
 
+
+@dataclass(frozen=True)
+class Judgement:
+    """One paired comparison judged: the Difference (with its level), what was claimed, the verdict.
+
+    claimed_effect  the claimed size of a - b, as a magnitude (None: the claim names no size)
+    smallest_effect the smallest effect of interest, a magnitude (defaults to claimed_effect)
+    direction       +1: the claim is a - b > 0; -1: a - b < 0
+    regime_matches  True / False: the claim's regime is / is not ours (a qualifier, never a verdict);
+                    None: no outside claim (a chapter's own comparison)
+    claimed         False for a comparison that tests no claim: the sentence then only says which
+                    side of zero the interval lies on
+    awaiting        (seeds run, seeds declared) for a confirmatory row still short of its seeds
+    """
+
+    verdict: Verdict
+    difference: Difference
+    claimed_effect: float | None = None
+    smallest_effect: float | None = None
+    direction: int = 1
+    regime_matches: bool | None = None
+    claimed: bool = True
+    awaiting: tuple[int, int] | None = None
+    tost_p: float = float("nan")
+    power: float = 0.8
+    scale: float = 100.0
+    unit: str = "points"
+
+    @property
+    def label(self) -> str:
+        if self.awaiting is not None:
+            return f"{self.verdict.value} (awaiting seeds: {self.awaiting[0]} of {self.awaiting[1]} declared)"
+        return self.verdict.value
+
+
+def judge(difference: Difference, claimed_effect: float | None = None, *, smallest_effect: float | None = None,
+          direction: int = 1, regime_matches: bool | None = None, claimed: bool = True,
+          awaiting: tuple[int, int] | None = None, power: float = 0.8, scale: float = 100.0,
+          unit: str = "points") -> Judgement:
+    """Judge a claim that arm a beats arm b (direction +1: a - b > 0; -1: a - b < 0).
+
+    Everything is at the row's own level, `difference.level` (1 - confidence: Holm's step level
+    for a row of a corrected family, from `holm`): its interval, its TOST and any MDE printed.
+    The interval is oriented so that the claimed side is positive ([low, high] -> [-high, -low]
+    for direction -1); "ref" is the claimed effect, or the smallest effect of interest when the
+    claim names no size.
+
+    ====  ==============================================================  ===================================
+    rule  condition (checked in this order)                               verdict
+    ====  ==============================================================  ===================================
+    (0)   a confirmatory row short of its declared seeds (`awaiting`)     inconclusive (awaiting seeds k of M)
+    (0')  no interval (fewer than 2 seeds, or every seed the same shift)  inconclusive
+    (a)   low > 0: the interval lies on the claimed side of zero          reproduced, or "reproduced (smaller
+                                                                          than claimed)" when also high < ref
+    (b)   high < 0: the interval lies on the opposite side                contradicted
+    (c)   a smallest effect of interest s > 0 and TOST p <= level:        no effect as large as claimed
+          both one-sided tests reject |effect| >= s
+    (d)   otherwise                                                       inconclusive
+    ====  ==============================================================  ===================================
+
+    The regime never changes the verdict; `regime_matches` only qualifies the sentence.
+    """
+    if direction not in (1, -1):
+        raise ValueError(f"direction must be +1 or -1, got {direction}")
+    claim = None if claimed_effect is None else abs(float(claimed_effect))
+    sesoi = claim if smallest_effect is None else abs(float(smallest_effect))
+    d = difference
+    make = dict(difference=d, claimed_effect=claim, smallest_effect=sesoi, direction=direction,
+                regime_matches=regime_matches, claimed=claimed, power=power, scale=scale, unit=unit)
+    if awaiting is not None and awaiting[0] < awaiting[1]:
+        return Judgement(Verdict.INCONCLUSIVE, awaiting=(int(awaiting[0]), int(awaiting[1])), **make)
     if d.n < 2 or not (_finite(d.low) and _finite(d.high)):
-        why = f"{head} from {seeds}: no interval can be formed, so nothing can be concluded"
-        return Verdict.INCONCLUSIVE, why
-
-    interval = f"({label} {num(d.low)} to {num(d.high)}; {seeds})"
-    # Orient so that the claimed direction is positive.
+        return Judgement(Verdict.INCONCLUSIVE, **make)
     low, high = (d.low, d.high) if direction == 1 else (-d.high, -d.low)
+    ref = claim if claim is not None else sesoi
     if low > 0:
-        return Verdict.REPRODUCED, f"{head} {interval} lies {side} zero"
-    mde = mde_of(d, power=power)
-    mde_txt = (f"the smallest effect {seeds} could detect at {power * 100:g} % power is "
-               + ("unbounded" if math.isinf(mde) else f"{mde * scale:.1f} {unit}".rstrip()))
-    if claim is not None and mde > claim:
-        return Verdict.INCONCLUSIVE, (
-            f"{head} {interval} includes zero, and {mde_txt}, more than {claim_txt}: "
-            f"the seeds could not have seen it")
-    if claim is not None:
-        excluded = high < claim
-        against = f"excludes {claim_txt} ({mde_txt})"
+        smaller = ref is not None and high < ref
+        return Judgement(Verdict.REPRODUCED_SMALLER if smaller else Verdict.REPRODUCED, **make)
+    if high < 0:
+        return Judgement(Verdict.CONTRADICTED, **make)
+    p = tost(d, sesoi) if sesoi else float("nan")
+    if sesoi and p <= d.level:
+        return Judgement(Verdict.NO_EFFECT, tost_p=p, **make)
+    return Judgement(Verdict.INCONCLUSIVE, tost_p=p, **make)
+
+
+# ---------------------------------------------------------------- shares: Clopper-Pearson
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95, sided: str = "two-sided") -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval for a rate from k of n, by
+    `scipy.stats.binomtest(k, n, alternative).proportion_ci(confidence, method="exact")`.
+
+    sided "two-sided": the equal-tailed interval; "upper": a one-sided upper bound (low = 0);
+    "lower": a one-sided lower bound (high = 1). For 0 of 3 seeds at 95 %: two-sided [0, 0.708],
+    one-sided upper bound 0.632 (= 1 - 0.05 ** (1/3))."""
+    alternative = {"two-sided": "two-sided", "upper": "less", "lower": "greater"}[sided]
+    if n < 1:
+        return float("nan"), float("nan")
+    ci = stats.binomtest(int(k), int(n), alternative=alternative).proportion_ci(confidence_level=confidence,
+                                                                               method="exact")
+    return float(ci.low), float(ci.high)
+
+
+@dataclass(frozen=True)
+class ShareJudgement:
+    """A claim that a flag (say, collapse) shows in more than `claimed_rate` of seeds, judged on
+    the exact two-sided interval of the rate: reproduced when its lower bound exceeds the claimed
+    rate, contradicted when its upper bound is below it, inconclusive otherwise."""
+
+    verdict: Verdict
+    flagged: int
+    seeds: int
+    low: float
+    high: float
+    claimed_rate: float = 0.5
+    confidence: float = 0.95
+    what: str = "flagged"
+    regime_matches: bool | None = None
+    awaiting: tuple[int, int] | None = None
+
+    @property
+    def label(self) -> str:
+        if self.awaiting is not None:
+            return f"{self.verdict.value} (awaiting seeds: {self.awaiting[0]} of {self.awaiting[1]} declared)"
+        return self.verdict.value
+
+
+def judge_share(flagged: int, seeds: int, *, claimed_rate: float = 0.5, confidence: float = 0.95,
+                what: str = "flagged", regime_matches: bool | None = None,
+                awaiting: tuple[int, int] | None = None) -> ShareJudgement:
+    low, high = clopper_pearson(flagged, seeds, confidence)
+    make = dict(flagged=int(flagged), seeds=int(seeds), low=low, high=high, claimed_rate=claimed_rate,
+                confidence=confidence, what=what, regime_matches=regime_matches)
+    if awaiting is not None and awaiting[0] < awaiting[1]:
+        return ShareJudgement(Verdict.INCONCLUSIVE, awaiting=(int(awaiting[0]), int(awaiting[1])), **make)
+    if seeds >= 1 and low > claimed_rate:
+        return ShareJudgement(Verdict.REPRODUCED, **make)
+    if seeds >= 1 and high < claimed_rate:
+        return ShareJudgement(Verdict.CONTRADICTED, **make)
+    return ShareJudgement(Verdict.INCONCLUSIVE, **make)
+
+
+# ---------------------------------------------------------------- levels: hierarchical bootstrap
+
+LEVELS = ("seeds", "runs", "trials")
+
+
+def hierarchical_bootstrap(correct, confidence: float = 0.95, *, n_boot: int = 10_000, seed: int = 0,
+                           levels: Sequence[str] = LEVELS, shared_items: bool = True,
+                           chunk: int = 500) -> tuple[float, float, float]:
+    """Percentile bootstrap interval of an accuracy over seeds x test runs x trials.
+
+    `correct` is a (seeds, runs, trials) array of 0/1 (Lake's one-shot set: 20 runs of 20 trials).
+    Each replicate resamples the seeds with replacement, then the runs, then the trials within each
+    run, and takes the mean. `levels` names the levels resampled (leave one out to see what it adds).
+
+    shared_items True (the default): the runs and trials are the same test items for every seed,
+    so one replicate draws one set of runs and trials and applies it to every resampled seed (a
+    crossed design: the test items' noise does not average out over seeds). False: each resampled
+    seed draws its own runs, and trials within them (the fully nested scheme, which treats the items
+    as independent between seeds and so gives narrower intervals when seeds agree on hard items).
+
+    Returns (observed mean, low, high); deterministic for a given `seed`.
+    """
+    x = np.asarray(correct, dtype=float)
+    if x.ndim != 3 or x.size == 0:
+        raise ValueError(f"correct must be a non-empty (seeds, runs, trials) array, got shape {x.shape}")
+    unknown = set(levels) - set(LEVELS)
+    if unknown:
+        raise ValueError(f"unknown levels {sorted(unknown)}; choose from {LEVELS}")
+    S, R, T = x.shape
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        si = rng.integers(0, S, (b, S)) if "seeds" in levels else np.broadcast_to(np.arange(S), (b, S))
+        y = x[si]  # (b, S, R, T)
+        run_shape, trial_shape = ((b, 1, R), (b, 1, R, T)) if shared_items else ((b, S, R), (b, S, R, T))
+        if "runs" in levels:
+            ri = rng.integers(0, R, run_shape)
+            y = np.take_along_axis(y, np.broadcast_to(ri[..., None], (b, S, R, T)), axis=2)
+        if "trials" in levels:
+            ti = rng.integers(0, T, trial_shape)
+            y = np.take_along_axis(y, np.broadcast_to(ti, (b, S, R, T)), axis=3)
+        out[start:start + b] = y.mean(axis=(1, 2, 3))
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(out, [tail, 1.0 - tail])
+    return float(x.mean()), float(low), float(high)
+
+
+def trials_from_accuracies(accuracies: Sequence[float] | np.ndarray, trials_per_run: int = 20) -> np.ndarray:
+    """A (seeds, runs, trials) 0/1 array from accuracies: a (seeds,) vector of overall accuracies
+    (one block of runs x trials = 400 trials for Lake's set; `trials_per_run` * 20 trials) or a
+    (seeds, runs) array of per-run accuracies (`trials_per_run` trials each). Which trials a seed
+    got right is unknown, so they are aligned across seeds as if every seed found the same items
+    hard (correct ones first): with `shared_items` that is the most conservative alignment."""
+    a = np.asarray(accuracies, dtype=float)
+    if a.ndim == 1:
+        a, trials = a[:, None], trials_per_run * 20
+    elif a.ndim == 2:
+        trials = trials_per_run
     else:
-        excluded = high < 0
-        against = f"lies {other} zero, against the claimed direction"
-    if excluded:
-        if regime_matches:
-            return Verdict.CONTRADICTED, f"{head} {interval} {against}"
-        return Verdict.NOT_SUPPORTED, (
-            f"{head} {interval} {against}, in a regime that differs from the claim's")
-    what = claim_txt if claim is not None else "effects in both directions"
-    return Verdict.INCONCLUSIVE, f"{head} {interval} includes zero and {what} ({mde_txt})"
+        raise ValueError(f"accuracies must be (seeds,) or (seeds, runs), got shape {a.shape}")
+    k = np.rint(a * trials).astype(int)
+    return (np.arange(trials)[None, None, :] < k[:, :, None]).astype(float)
 
 
-def verdict(difference: Difference, claimed_effect: float | None, regime_matches: bool,
-            direction: int = +1, *, power: float = 0.8) -> Verdict:
-    """Verdict on a claim that arm a beats arm b (direction +1: a - b > 0; -1: a - b < 0).
+@dataclass(frozen=True)
+class LevelJudgement:
+    """A claim that a recipe reaches `level`, judged on a hierarchical bootstrap interval of its
+    accuracy: reproduced when the interval lies at or above the level, contradicted when it lies
+    below it, inconclusive when it straddles it."""
 
-    `difference` should be the family's corrected Difference (from `holm`) when the claim is one
-    of several tested together; its interval and level are used as they are. `claimed_effect`
-    is the size of the claimed difference a - b (its sign is ignored: `direction` gives the side),
-    or None when the claim names no size. "MDE" is `mde_of(difference, power)`: the smallest
-    effect the seeds could detect at the family's level. Intervals are oriented so that the
-    claimed side is positive (for direction -1, [low, high] -> [-high, -low]).
+    verdict: Verdict
+    mean: float
+    low: float
+    high: float
+    level: float
+    seeds: int
+    runs: int
+    trials: int
+    confidence: float = 0.95
+    note: str = ""
+    regime_matches: bool | None = None
+    awaiting: tuple[int, int] | None = None
 
-    ====  =============================================================  ==============================
-    rule  condition (checked in this order)                              verdict
-    ====  =============================================================  ==============================
-    (0)   fewer than 2 seeds paired up (no interval)                     inconclusive
-    (a)   interval entirely on the claimed side of zero (low > 0)        reproduced
-    (b)   claimed_effect given and MDE > |claimed_effect|                 inconclusive (seeds too few)
-    (c)   interval excludes the claim: high < |claimed_effect|, or,      contradicted if regime_matches
-          with no claimed_effect, interval entirely on the other side    else "not supported at this
-          of zero (high < 0)                                             scale"
-    (d)   otherwise                                                      inconclusive
-    ====  =============================================================  ==============================
-
-    So "reproduced" is only ever given when the interval excludes zero on the claimed side, and
-    "contradicted" / "not supported at this scale" only when the interval excludes the claim.
-    """
-    return _judge(difference, claimed_effect, regime_matches, direction, power, 100.0, "points")[0]
+    @property
+    def label(self) -> str:
+        if self.awaiting is not None:
+            return f"{self.verdict.value} (awaiting seeds: {self.awaiting[0]} of {self.awaiting[1]} declared)"
+        return self.verdict.value
 
 
-def verdict_reason(difference: Difference, claimed_effect: float | None, regime_matches: bool,
-                   direction: int = +1, *, power: float = 0.8, scale: float = 100.0,
-                   unit: str = "points") -> str:
-    """One sentence saying why `verdict` decided as it did, quoting the interval and the MDE.
+def judge_level(correct, level: float, *, confidence: float = 0.95, regime_matches: bool | None = None,
+                note: str = "", n_boot: int = 10_000, seed: int = 0, shared_items: bool = True,
+                awaiting: tuple[int, int] | None = None) -> LevelJudgement:
+    x = np.asarray(correct, dtype=float)
+    S, R, T = x.shape
+    make = dict(level=float(level), seeds=S, runs=R, trials=T, confidence=confidence, note=note,
+                regime_matches=regime_matches)
+    if S < 2:
+        return LevelJudgement(Verdict.INCONCLUSIVE, float(x.mean()) if x.size else float("nan"),
+                              float("nan"), float("nan"), **make)
+    mean, low, high = hierarchical_bootstrap(x, confidence, n_boot=n_boot, seed=seed, shared_items=shared_items)
+    if awaiting is not None and awaiting[0] < awaiting[1]:
+        return LevelJudgement(Verdict.INCONCLUSIVE, mean, low, high, awaiting=(int(awaiting[0]), int(awaiting[1])),
+                              **make)
+    if low >= level:
+        return LevelJudgement(Verdict.REPRODUCED, mean, low, high, **make)
+    if high < level:
+        return LevelJudgement(Verdict.CONTRADICTED, mean, low, high, **make)
+    return LevelJudgement(Verdict.INCONCLUSIVE, mean, low, high, **make)
 
-    Numbers are multiplied by `scale` and labelled `unit` (default: metric in [0, 1] quoted in
-    points), e.g. "Δ +3.4 points (Holm-corrected 95 % interval +0.8 to +6.0; 3 seeds) lies
-    above zero".
-    """
-    return _judge(difference, claimed_effect, regime_matches, direction, power, scale, unit)[1]
+
+# ---------------------------------------------------------------- the one voice
+
+def _regime(matches: bool | None) -> str:
+    if matches is None:
+        return ""
+    return "; in the claim's regime" if matches else "; in a regime other than the claim's"
+
+
+def _paired_sentence(j: Judgement) -> str:
+    d, scale, unit = j.difference, j.scale, j.unit
+
+    def num(x: float) -> str:
+        return f"{x * scale:+.1f}"
+
+    def size(x: float) -> str:
+        return f"{x * scale:.1f} {unit}".rstrip()
+
+    meas = measurement(d, scale, unit)
+    side, other = ("above", "below") if j.direction == 1 else ("below", "above")
+    claim_txt = None if j.claimed_effect is None else f"the claimed {num(j.direction * j.claimed_effect)} {unit}".rstrip()
+    sesoi_txt = None if j.smallest_effect is None else (
+        claim_txt if j.claimed_effect is not None and j.smallest_effect == j.claimed_effect
+        else f"the smallest effect of interest, {num(j.direction * j.smallest_effect)} {unit}".rstrip())
+    ref_txt = claim_txt or sesoi_txt
+    mde = mde_of(d, power=j.power)
+    mde_txt = (f"at this level {_seeds(d.n)} would detect " + ("no effect" if math.isinf(mde) else f"{size(mde)}")
+               + f" with {j.power * 100:g} % power") if (_finite(mde) and mde > 0) or math.isinf(mde) else ""
+    if j.awaiting is not None:
+        got = f"{num(d.diff)} {unit} over the {_seeds(d.n)} run so far" if _finite(d.diff) else "nothing run yet"
+        return (f"Δ {got}; a confirmatory row is judged only on all {j.awaiting[1]} of its declared seeds"
+                f"{_regime(j.regime_matches)}")
+    if d.n < 2 or not (_finite(d.low) and _finite(d.high)):
+        return f"{meas}: nothing can be concluded{_regime(j.regime_matches)}"
+    if not j.claimed:  # a comparison that tests no claim: only where the interval lies
+        if d.low > 0:
+            return f"{meas} lies above zero"
+        if d.high < 0:
+            return f"{meas} lies below zero"
+        return f"{meas} includes zero" + (f"; {mde_txt}" if mde_txt else "")
+    v = j.verdict
+    if v == Verdict.REPRODUCED:
+        text = f"{meas} lies {side} zero, on the claimed side"
+    elif v == Verdict.REPRODUCED_SMALLER:
+        text = f"{meas} lies {side} zero, on the claimed side, but short of {ref_txt}"
+    elif v == Verdict.CONTRADICTED:
+        text = f"{meas} lies {other} zero, against the claimed direction" + (f" ({claim_txt})" if claim_txt else "")
+    elif v == Verdict.NO_EFFECT:
+        text = (f"{meas} includes zero, and two one-sided tests at the same level rule out effects of "
+                f"±{size(j.smallest_effect)} or more (TOST p = {j.tost_p:.2g})")
+    else:
+        text = f"{meas} includes zero"
+        if ref_txt:
+            text += f" and does not rule out {ref_txt}"
+        if mde_txt:
+            text += f"; {mde_txt}"
+    return text + _regime(j.regime_matches)
+
+
+def _share_sentence(j: ShareJudgement) -> str:
+    said = f"{j.what} in {j.flagged} of {_seeds(j.seeds)}"
+    if j.awaiting is not None:
+        return (f"{said} so far; a confirmatory row is judged only on all {j.awaiting[1]} of its declared seeds"
+                f"{_regime(j.regime_matches)}")
+    if j.seeds < 1:
+        return f"{said}: nothing can be concluded{_regime(j.regime_matches)}"
+    rate = (f"{said}: the rate lies between {j.low * 100:.0f} % and {j.high * 100:.0f} % (two-sided exact "
+            f"{_pct(j.confidence)} Clopper-Pearson interval)")
+    claimed = f"the claimed majority (more than {j.claimed_rate * 100:.0f} % of seeds)"
+    where = {Verdict.REPRODUCED: f"above {claimed}", Verdict.CONTRADICTED: f"below {claimed}"}.get(
+        j.verdict, f"which straddles {j.claimed_rate * 100:.0f} %: it neither shows nor rules out {claimed}")
+    return f"{rate}, {where}{_regime(j.regime_matches)}"
+
+
+def _level_sentence(j: LevelJudgement) -> str:
+    if not _finite(j.low):
+        return (f"{j.mean * 100:.1f} % from {_seeds(j.seeds)} against the claimed {j.level * 100:.1f} %: "
+                f"no interval{_regime(j.regime_matches)}")
+    interval = (f"{j.mean * 100:.1f} % ({_pct(j.confidence)} hierarchical bootstrap interval {j.low * 100:.1f} to "
+                f"{j.high * 100:.1f} over {_seeds(j.seeds)} x {j.runs} run(s) x {j.trials} trials{j.note})")
+    if j.awaiting is not None:
+        return (f"{interval} so far; a confirmatory row is judged only on all {j.awaiting[1]} of its declared "
+                f"seeds{_regime(j.regime_matches)}")
+    where = {Verdict.REPRODUCED: "lies at or above", Verdict.CONTRADICTED: "lies below"}.get(j.verdict, "straddles")
+    return f"{interval} {where} the claimed {j.level * 100:.1f} %{_regime(j.regime_matches)}"
+
+
+def verdict_sentence(judgement: Judgement | ShareJudgement | LevelJudgement) -> str:
+    """THE verdict sentence of one comparison: chapters, ledger and README all print this string.
+
+    '<verdict>: <measurement at the row's exact level> <where it lies against zero / the claim>
+    <; regime qualifier>', e.g. 'contradicted: Δ -2.1 points (97.5 % (Holm level 0.05/2, family of
+    2) interval -3.8 to -0.4; 10 seeds) lies below zero, against the claimed direction (the claimed
+    +2.0 points); in a regime other than the claim's'. A comparison that tests no claim
+    (`judge(..., claimed=False)`) gets no verdict word, only where its interval lies."""
+    if isinstance(judgement, ShareJudgement):
+        return f"{judgement.label}: {_share_sentence(judgement)}"
+    if isinstance(judgement, LevelJudgement):
+        return f"{judgement.label}: {_level_sentence(judgement)}"
+    if not judgement.claimed:
+        return _paired_sentence(judgement)
+    return f"{judgement.label}: {_paired_sentence(judgement)}"
+
+
+def verdict(difference: Difference, claimed_effect: float | None, regime_matches: bool | None = None,
+            direction: int = +1, *, smallest_effect: float | None = None, power: float = 0.8) -> Verdict:
+    """The verdict word of `judge` (see its table of rules); `regime_matches` never changes it."""
+    return judge(difference, claimed_effect, smallest_effect=smallest_effect, direction=direction,
+                 regime_matches=regime_matches, power=power).verdict
+
+
+def verdict_reason(difference: Difference, claimed_effect: float | None, regime_matches: bool | None = None,
+                   direction: int = +1, *, smallest_effect: float | None = None, power: float = 0.8,
+                   scale: float = 100.0, unit: str = "points") -> str:
+    """`verdict_sentence` of `judge(...)`: the verdict and why, quoting the interval at its exact level."""
+    return verdict_sentence(judge(difference, claimed_effect, smallest_effect=smallest_effect, direction=direction,
+                                  regime_matches=regime_matches, power=power, scale=scale, unit=unit))

@@ -1,4 +1,5 @@
-"""lib.stats: paired seed differences, Holm families, detectable effects and verdicts.
+"""lib.stats: paired seed differences, Holm families, detectable effects, the verdict rules (interval
+first, then TOST, at each row's own Holm level), shares, levels and the one verdict sentence.
 
 Each test is checked against something computed another way (scipy directly, a hand
 computation, a textbook example, or a simulation where the true answer is known).
@@ -15,14 +16,22 @@ from scipy import integrate, stats
 from lib.stats import (
     Difference,
     Verdict,
+    clopper_pearson,
+    hierarchical_bootstrap,
     holm,
     holm_adjust,
+    judge,
+    judge_level,
+    judge_share,
     mde_of,
     minimum_detectable_effect,
     paired_difference,
     paired_power,
+    tost,
+    trials_from_accuracies,
     verdict,
     verdict_reason,
+    verdict_sentence,
 )
 
 A = [0.61, 0.63, 0.60]
@@ -213,77 +222,227 @@ def test_minimum_detectable_effect_has_the_requested_power():
     assert minimum_detectable_effect(1.0, 3, power=0.9) > minimum_detectable_effect(1.0, 3)
 
 
-def test_mde_of_uses_the_observed_sd_and_the_family_level():
+def test_mde_of_uses_the_observed_sd_and_the_rows_own_level():
     d = paired_difference(A, B)
     assert mde_of(d) == pytest.approx(minimum_detectable_effect(d.sd, 3))
     fam = holm({"x": d, "y": paired_difference(B, A), "z": d})
-    assert mde_of(fam["x"]) == pytest.approx(minimum_detectable_effect(d.sd, 3, family_size=3))
+    for row in fam.values():  # each row's MDE is at the level its interval is printed at
+        assert row.level == pytest.approx(1 - row.confidence)
+        assert mde_of(row) == pytest.approx(minimum_detectable_effect(d.sd, 3, alpha=row.level))
+    assert fam["x"].level == pytest.approx(0.05 / 3) and fam["x"].step == 0
 
 
-# ---------------------------------------------------------------- verdicts
+# ---------------------------------------------------------------- verdicts: the rules, in order
 
-def test_each_verdict_is_produced_by_its_rule():
-    reproduced = _summary_difference(0.03, 0.005, 3)  # interval ≈ +0.018 to +0.042
-    assert reproduced.low > 0
-    assert verdict(reproduced, 0.05, True) == Verdict.REPRODUCED == "reproduced"
-    assert verdict(reproduced, None, False) == "reproduced"
+def _interval(low: float, high: float, n: int = 10, confidence: float = 0.95) -> Difference:
+    """A Difference whose t interval at `confidence` is exactly [low, high] (sd chosen to match)."""
+    diff, half = (low + high) / 2, (high - low) / 2
+    sd = half / stats.t.ppf(1 - (1 - confidence) / 2, n - 1) * math.sqrt(n)
+    p = 2 * stats.t.sf(abs(diff) / (sd / math.sqrt(n)), n - 1)
+    return Difference(diff, low, high, n, tuple(range(n)), float(p), sd, confidence)
 
-    null = _summary_difference(0.0, 0.005, 3)  # ≈ -0.012 to +0.012, MDE ≈ 0.016
-    assert mde_of(null) < 0.05 and null.high < 0.05
-    assert verdict(null, 0.05, regime_matches=True) == "contradicted"
-    assert verdict(null, 0.05, regime_matches=False) == "not supported at this scale"
 
-    noisy = _summary_difference(0.0, 0.02, 3)  # MDE ≈ 0.065 > the claimed 0.02
-    assert mde_of(noisy) > 0.02
-    assert verdict(noisy, 0.02, regime_matches=True) == "inconclusive"
+@pytest.mark.parametrize("low, high, claim, sesoi, expected", [
+    # the review's cases
+    (-0.08, -0.02, 0.02, None, Verdict.CONTRADICTED),        # [-8, -2] against +2: no longer "inconclusive"
+    (0.001, 0.005, 0.10, None, Verdict.REPRODUCED_SMALLER),  # [0.1, 0.5] against +10
+    (-0.038, -0.004, 0.02, None, Verdict.CONTRADICTED),      # chapter 5's [-3.8, -0.4] against +2
+    # each rule
+    (0.03, 0.05, 0.02, None, Verdict.REPRODUCED),            # above zero and reaching the claim
+    (0.01, 0.05, 0.02, None, Verdict.REPRODUCED),            # above zero, the claim inside
+    (0.001, 0.019, 0.02, None, Verdict.REPRODUCED_SMALLER),  # above zero, wholly below the claim
+    (-0.003, 0.004, 0.02, None, Verdict.NO_EFFECT),          # TOST rules out +-2
+    (-0.01, 0.03, 0.02, None, Verdict.INCONCLUSIVE),         # zero and the claim both inside
+    (-0.025, 0.015, 0.02, None, Verdict.INCONCLUSIVE),       # even the 90 % interval reaches below -2: TOST fails
+    (-0.022, 0.018, 0.02, None, Verdict.NO_EFFECT),          # TOST at 5 % is the 90 % interval inside +-2
+    # no claimed size: the smallest effect of interest stands in for it
+    (0.001, 0.005, None, 0.02, Verdict.REPRODUCED_SMALLER),
+    (-0.003, 0.004, None, 0.02, Verdict.NO_EFFECT),
+    (-0.003, 0.004, None, None, Verdict.INCONCLUSIVE),       # nothing to test equivalence against
+    (0.001, 0.005, None, None, Verdict.REPRODUCED),
+    (-0.05, -0.01, None, None, Verdict.CONTRADICTED),
+    # edges: an interval touching zero is not on either side; touching the claim is not "smaller"
+    (0.0, 0.04, 0.02, None, Verdict.INCONCLUSIVE),
+    (-0.04, 0.0, 0.02, None, Verdict.INCONCLUSIVE),
+    (0.01, 0.02, 0.02, None, Verdict.REPRODUCED),
+])
+def test_each_verdict_and_edge(low, high, claim, sesoi, expected):
+    d = _interval(low, high)
+    assert (d.low, d.high) == (low, high)
+    for regime in (True, False, None):  # the regime qualifies the sentence, never the verdict
+        j = judge(d, claim, smallest_effect=sesoi, regime_matches=regime)
+        assert j.verdict == expected
+        assert verdict(d, claim, regime, smallest_effect=sesoi) == expected
+        said = verdict_sentence(j)
+        assert said.startswith(f"{expected.value}: ")
+        assert ("in a regime other than the claim's" in said) == (regime is False)
+        assert ("in the claim's regime" in said) == (regime is True)
+    # the mirror image: a claim that a - b < 0
+    mirrored = _interval(-high, -low)
+    assert judge(mirrored, claim, smallest_effect=sesoi, direction=-1).verdict == expected
 
-    between = _summary_difference(0.02, 0.02, 5)  # ≈ -0.005 to +0.045 holds 0 and 0.04; MDE ≈ 0.034
-    assert between.low < 0 < 0.04 < between.high and mde_of(between) < 0.04
-    assert verdict(between, 0.04, True) == "inconclusive"
 
-    # no claimed size: only an interval on the wrong side of zero contradicts
-    below = _summary_difference(-0.03, 0.005, 3)
-    assert verdict(below, None, True) == "contradicted"
-    assert verdict(below, None, False) == "not supported at this scale"
-    assert verdict(null, None, True) == "inconclusive"
-    # direction -1: a claim that a - b < 0
-    assert verdict(below, 0.03, True, direction=-1) == "reproduced"
-    assert verdict(reproduced, -0.03, True, direction=-1) == "contradicted"
-    # one seed: no interval, nothing to conclude
-    assert verdict(paired_difference([0.7], [0.6]), 0.05, True) == "inconclusive"
+def test_no_interval_and_awaiting_seeds_are_inconclusive_whatever_the_interval():
+    one = judge(paired_difference([0.7], [0.6]), 0.05)
+    assert one.verdict == "inconclusive" and "from 1 seed: no interval" in verdict_sentence(one)
+    tie = judge(paired_difference([0.61, 0.63, 0.60], [0.58, 0.60, 0.57]), 0.02)  # every seed +3: no interval
+    assert tie.verdict == "inconclusive" and "no interval" in verdict_sentence(tie)
+    clear = _interval(0.03, 0.05, n=3)
+    waiting = judge(clear, 0.02, awaiting=(3, 10))
+    assert waiting.verdict == Verdict.INCONCLUSIVE and waiting.label == "inconclusive (awaiting seeds: 3 of 10 declared)"
+    said = verdict_sentence(waiting)
+    assert said.startswith("inconclusive (awaiting seeds: 3 of 10 declared): ") and "interval" not in said
+    assert judge(clear, 0.02, awaiting=(10, 10)).verdict == Verdict.REPRODUCED  # all seeds in: judged
+
+
+def test_tost_is_two_one_sided_t_tests_and_matches_the_interval_at_twice_the_level():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n = int(rng.integers(3, 12))
+        x = rng.normal(rng.normal(0, 0.01), rng.uniform(0.002, 0.02), n)
+        d = paired_difference(x, np.zeros(n))
+        bound = float(rng.uniform(0.002, 0.03))
+        lower = stats.ttest_1samp(x, -bound, alternative="greater").pvalue
+        upper = stats.ttest_1samp(x, bound, alternative="less").pvalue
+        assert tost(d, bound) == pytest.approx(max(lower, upper), rel=1e-9, abs=1e-15)
+        alpha = float(rng.choice([0.05, 0.05 / 3, 0.05 / 12]))
+        ci = stats.ttest_1samp(x, 0.0).confidence_interval(1 - 2 * alpha)
+        inside = -bound < ci.low and ci.high < bound
+        assert (tost(d, bound) <= alpha) == inside
+
+
+def test_every_number_in_a_row_is_at_its_own_holm_level():
+    """Interval, TOST and MDE at the row's Holm step level, printed exactly; a 95 % interval that
+    excludes zero is not enough when the row's level is 0.05/3."""
+    x = _summary_difference(0.03, 0.025, 6)  # 95 %: about +0.004 to +0.056; at 0.05/3 it includes zero
+    assert x.low > 0
+    fam = holm({"x": x, "y": _summary_difference(0.03, 0.025, 6), "z": _summary_difference(0.0, 0.02, 6)})
+    row = fam["x"]
+    assert row.level == pytest.approx(0.05 / 3) and row.low < 0 < row.high
+    j = judge(row, 0.02)
+    assert j.verdict == Verdict.INCONCLUSIVE
+    said = verdict_sentence(j)
+    assert "98.3333 % (Holm level 0.05/3, family of 3) interval" in said
+    mde = minimum_detectable_effect(row.sd, row.n, alpha=0.05 / 3)
+    assert f"would detect {mde * 100:.1f} points with 80 % power" in said
+    assert "Holm" not in verdict_sentence(judge(x, 0.02)) and "95 % interval" in verdict_sentence(judge(x, 0.02))
 
 
 def test_no_verdict_contradicts_its_own_interval():
     rng = np.random.default_rng(1)
     seen = set()
-    for _ in range(300):
-        n = int(rng.integers(2, 6))
+    for _ in range(600):
+        n = int(rng.integers(2, 15))
         d = _summary_difference(float(rng.normal(0, 0.02)), float(rng.uniform(0.002, 0.03)), n)
         if rng.random() < 0.5:
             d = holm({"x": d, "y": _summary_difference(0.0, 0.01, 3)})["x"]
         claim = None if rng.random() < 0.3 else float(rng.uniform(0.005, 0.05))
-        regime = bool(rng.random() < 0.5)
+        sesoi = float(rng.uniform(0.005, 0.05)) if claim is None and rng.random() < 0.5 else None
         direction = int(rng.choice([1, -1]))
-        v = verdict(d, claim, regime, direction)
-        seen.add(v)
+        j = judge(d, claim, smallest_effect=sesoi, direction=direction, regime_matches=bool(rng.random() < 0.5))
+        seen.add(j.verdict)
         low, high = (d.low, d.high) if direction == 1 else (-d.high, -d.low)
-        assert (v == "reproduced") == (low > 0)
-        if v in ("contradicted", "not supported at this scale"):
-            assert high < (0.0 if claim is None else claim)
-            assert (v == "contradicted") == regime
-            if claim is not None:
-                assert mde_of(d) <= claim  # never blames the claim for what the seeds could not see
+        ref = claim if claim is not None else sesoi
+        assert (j.verdict in (Verdict.REPRODUCED, Verdict.REPRODUCED_SMALLER)) == (low > 0)
+        assert (j.verdict == Verdict.REPRODUCED_SMALLER) == (low > 0 and ref is not None and high < ref)
+        assert (j.verdict == Verdict.CONTRADICTED) == (high < 0)
+        if j.verdict == Verdict.NO_EFFECT:
+            assert low <= 0 <= high and tost(d, ref) <= d.level
+        said = verdict_sentence(j)
+        # never "would detect ..." beside an interval that excludes zero
+        assert ("would detect" in said) == (low <= 0 <= high and j.verdict != Verdict.NO_EFFECT)
     assert seen == set(Verdict)  # the loop met every verdict, so the checks above ran
 
 
-def test_verdict_reason_quotes_the_interval_and_the_mde():
+def test_the_sentence_quotes_the_interval_the_claim_and_the_regime():
     fam = holm({"x": _summary_difference(0.034, 0.004, 3), "y": _summary_difference(0.0, 0.01, 3)})
     reason = verdict_reason(fam["x"], 0.03, True)
-    assert reason.startswith("Δ +3.4 points (Holm-corrected 95 % interval +")
-    assert f"to +{fam['x'].high * 100:.1f}; 3 seeds) lies above zero" in reason
-    plain = verdict_reason(_summary_difference(0.0, 0.02, 3), 0.02, True)
-    assert plain.startswith("Δ +0.0 points (95 % interval -")
-    assert "6.5 points" in plain and "the claimed +2.0 points" in plain  # MDE ≈ 6.5 > claim
-    contra = verdict_reason(_summary_difference(0.0, 0.005, 3), 0.05, False)
-    assert "excludes the claimed +5.0 points" in contra and "regime" in contra
-    assert verdict_reason(paired_difference([0.7], [0.6]), 0.05, True).startswith("Δ +10.0 points from 1 seed")
+    assert reason.startswith("reproduced: Δ +3.4 points (97.5 % (Holm level 0.05/2, family of 2) interval +")
+    assert f"to +{fam['x'].high * 100:.1f}; 3 seeds) lies above zero, on the claimed side; in the claim's regime" in reason
+    small = verdict_reason(_interval(0.001, 0.005), 0.10, False)
+    assert small == ("reproduced (smaller than claimed): Δ +0.3 points (95 % interval +0.1 to +0.5; 10 seeds) lies "
+                     "above zero, on the claimed side, but short of the claimed +10.0 points; in a regime other than "
+                     "the claim's")
+    against = verdict_reason(_interval(-0.038, -0.004), 0.02, False)
+    assert against.startswith("contradicted: Δ -2.1 points (95 % interval -3.8 to -0.4; 10 seeds) lies below zero, "
+                              "against the claimed direction (the claimed +2.0 points)")
+    none = verdict_reason(_interval(-0.003, 0.004), 0.02)
+    assert none.startswith("no effect as large as claimed: ") and "rule out effects of ±2.0 points or more (TOST p = " in none
+    # a comparison that tests no claim: no verdict word, only where its interval lies
+    assert verdict_sentence(judge(_interval(0.01, 0.03), claimed=False)).startswith("Δ +2.0 points (95 % interval")
+    assert verdict_sentence(judge(_interval(0.01, 0.03), claimed=False)).endswith("lies above zero")
+
+
+# ---------------------------------------------------------------- shares: Clopper-Pearson
+
+def test_clopper_pearson_is_exact_and_states_its_sides():
+    low, high = clopper_pearson(0, 3)  # two-sided 95 %
+    assert low == 0.0 and high == pytest.approx(1 - 0.025 ** (1 / 3), abs=1e-9) and high == pytest.approx(0.7076, abs=1e-4)
+    assert clopper_pearson(0, 3, sided="upper") == pytest.approx((0.0, 1 - 0.05 ** (1 / 3)))  # the review's 63 %
+    assert clopper_pearson(0, 3, sided="upper")[1] == pytest.approx(0.6316, abs=1e-4)
+    assert clopper_pearson(3, 3)[0] == pytest.approx(0.025 ** (1 / 3), abs=1e-9)
+    for k, n in [(1, 3), (2, 3), (4, 10), (9, 10)]:  # the beta-quantile form of the exact interval
+        low, high = clopper_pearson(k, n)
+        assert low == pytest.approx(stats.beta.ppf(0.025, k, n - k + 1), abs=1e-9)
+        assert high == pytest.approx(stats.beta.ppf(0.975, k + 1, n - k), abs=1e-9)
+
+
+@pytest.mark.parametrize("flagged, seeds, expected", [
+    (0, 3, Verdict.INCONCLUSIVE), (3, 3, Verdict.INCONCLUSIVE), (2, 3, Verdict.INCONCLUSIVE),
+    (0, 10, Verdict.CONTRADICTED), (10, 10, Verdict.REPRODUCED), (9, 10, Verdict.REPRODUCED),
+    (5, 10, Verdict.INCONCLUSIVE), (1, 1, Verdict.INCONCLUSIVE)])
+def test_share_rows_are_judged_on_the_exact_interval(flagged, seeds, expected):
+    j = judge_share(flagged, seeds, what="collapsed", regime_matches=False)
+    assert j.verdict == expected
+    said = verdict_sentence(j)
+    assert said.startswith(f"{expected.value}: collapsed in {flagged} of {seeds} seed")
+    assert "two-sided exact 95 % Clopper-Pearson interval" in said
+
+
+# ---------------------------------------------------------------- levels: hierarchical bootstrap
+
+def test_the_bootstrap_widens_when_runs_and_trials_are_resampled():
+    rng = np.random.default_rng(0)
+    correct = (rng.random((3, 20, 20)) < rng.uniform(0.85, 0.99, (1, 20, 1))).astype(float)  # runs differ in difficulty
+    _, lo_s, hi_s = hierarchical_bootstrap(correct, levels=("seeds",), n_boot=4000)
+    _, lo_r, hi_r = hierarchical_bootstrap(correct, levels=("seeds", "runs"), n_boot=4000)
+    mean, lo, hi = hierarchical_bootstrap(correct, n_boot=4000)
+    assert mean == pytest.approx(correct.mean())
+    assert hi_s - lo_s < hi_r - lo_r < hi - lo
+    assert hierarchical_bootstrap(correct, n_boot=500, seed=7) == hierarchical_bootstrap(correct, n_boot=500, seed=7)
+
+
+def test_the_bootstrap_has_the_binomial_width_of_lakes_400_trials():
+    """Seeds that agree item by item: the only noise is the test items', a binomial SE of
+    sqrt(p(1-p)/400), about 1.2 points at 94 % (the review's figure), against 0 between seeds.
+    Resampling the items once per replicate for every seed (crossed) keeps it; resampling them
+    per seed (nested) divides it by sqrt(seeds)."""
+    x = trials_from_accuracies([0.94] * 5)
+    assert x.shape == (5, 1, 400) and x.mean() == pytest.approx(0.94)
+    se = math.sqrt(0.94 * 0.06 / 400)
+    _, low, high = hierarchical_bootstrap(x, n_boot=20_000)
+    assert (high - low) / 2 == pytest.approx(1.96 * se, rel=0.1)
+    _, low_n, high_n = hierarchical_bootstrap(x, n_boot=20_000, shared_items=False)
+    assert (high_n - low_n) / 2 == pytest.approx(1.96 * se / math.sqrt(5), rel=0.15)
+    per_run = trials_from_accuracies(np.full((2, 20), 0.9))
+    assert per_run.shape == (2, 20, 20) and per_run.sum(axis=2).tolist() == [[18] * 20] * 2
+
+
+@pytest.mark.parametrize("accuracies, expected", [
+    ([0.90, 0.91, 0.92], Verdict.REPRODUCED), ([0.80, 0.81, 0.82], Verdict.CONTRADICTED),
+    ([0.80, 0.86, 0.92], Verdict.INCONCLUSIVE), ([0.99], Verdict.INCONCLUSIVE)])
+def test_level_rows_are_judged_on_the_hierarchical_bootstrap(accuracies, expected):
+    j = judge_level(trials_from_accuracies(accuracies), 0.865, regime_matches=False)
+    assert j.verdict == expected
+    assert verdict_sentence(j).startswith(f"{expected.value}: ")
+
+
+def test_a_level_the_seeds_alone_would_exclude_is_inconclusive_with_the_test_items_noise():
+    """The full ledger's 95.5 % row: 94.0 % over 3 seeds. Over seeds alone (a t interval) it lies
+    below 95.5 %; with the 400 trials' noise it straddles it."""
+    acc = [0.94, 0.9425, 0.9375]
+    seeds_only = stats.t.interval(0.95, 2, loc=np.mean(acc), scale=np.std(acc, ddof=1) / math.sqrt(3))
+    assert seeds_only[1] < 0.955
+    j = judge_level(trials_from_accuracies(acc), 0.955)
+    assert j.verdict == Verdict.INCONCLUSIVE and j.low < 0.955 < j.high
+    assert "hierarchical bootstrap interval" in verdict_sentence(j)
