@@ -30,10 +30,21 @@ def make_batches(cfg: RunConfig, labels: np.ndarray, steps: int) -> list[np.ndar
 
 
 def check_sampler(cfg: RunConfig, labels: np.ndarray) -> None:
-    """pml's MPerClassSampler draws with replacement from a class smaller than m. A few such
-    classes are the data (belugas seen once); most classes smaller than m is a setting error."""
+    """A training batch must fit the training split: `make_batches` would otherwise cut it, and the
+    run would be cached under a batch size it never trained with. And pml's MPerClassSampler draws
+    with replacement from a class smaller than m: a few such classes are the data (belugas seen
+    once); most classes smaller than m is a setting error."""
+    bs, where = cfg.train.batch_size, f"the training split of {cfg.data.name}"
     if cfg.sampler.name != "m_per_class":
+        if bs > len(labels):
+            raise ConfigError(f"train.batch_size: {bs} is more than the {len(labels)} images of {where}; "
+                              f"set train.batch_size <= {len(labels)}")
         return
+    classes, m = len(np.unique(labels)), cfg.sampler.m
+    if bs > m * classes:
+        raise ConfigError(f"train.batch_size: {bs} is more than one m_per_class batch can hold on {where} "
+                          f"({classes} classes x sampler.m {m} = {m * classes} images); "
+                          f"set train.batch_size <= {m * classes}")
     sizes = np.bincount(labels)[np.unique(labels)]
     typical = int(np.median(sizes))
     if cfg.sampler.m > typical:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 import os
 import re
 import types
@@ -56,14 +57,59 @@ DATASET_NAMES = ("omniglot", "omniglot_oneshot", "beluga", "cub200", "cars196", 
 SAMPLER_NAMES = ("m_per_class", "shuffle")  # lib.components.SAMPLERS
 DEVICES = ("auto", "cpu", "cuda")
 # notebooks/<stem>.ipynb read chapters.<stem>; `published` holds the papers' numbers.
-CHAPTER_NAMES = ("00_quickstart", "01_beluga_collapse", "02_mining", "03_distance_weighted",
-                 "04_divide_and_conquer", "05_reidentification", "06_oneshot_record", "07_claims_ledger",
-                 "published")
+CHAPTER_NAMES = ("00_quickstart", "00b_mechanics", "01_beluga_collapse", "02_mining",
+                 "03_distance_weighted", "04_divide_and_conquer", "05_reidentification", "06_oneshot_record",
+                 "07_claims_ledger", "published")
 NAME_PATTERN = r"[A-Za-z0-9_]+"  # profile names and chapters' `tables_from`
 
 
+# The most values a parameter file's aliases (*name) may expand to: the profiles share recipes
+# through a few aliases (hundreds of values); a "billion laughs" bomb of 600 bytes expands to 10^8.
+MAX_YAML_VALUES = 100_000
+
+
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads 1e-4 as a string; learning rates are written that way, so read it as a float."""
+    """YAML 1.1 reads 1e-4 as a string; learning rates are written that way, so read it as a float.
+
+    Stricter than SafeLoader: a key given twice in one mapping, an alias that refers to a value
+    holding it, and aliases that expand to more than MAX_YAML_VALUES values are refused."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._open_anchors: set[str] = set()
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            if event.anchor in self._open_anchors:
+                raise yaml.composer.ComposerError(
+                    None, None, f"the alias *{event.anchor} refers to a value that holds it", event.start_mark)
+            return super().compose_node(parent, index)
+        anchor = self.peek_event().anchor
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._open_anchors.discard(anchor)
+
+    def construct_document(self, node: Any) -> Any:
+        _count_values(node, {})
+        return super().construct_document(node)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at line {seen[key].line + 1})",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -73,8 +119,40 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _count_values(node: Any, counted: dict[int, int]) -> int:
+    """How many values `node` stands for once every alias in it is expanded (an aliased node is
+    one object in the composed graph: counted once, used many times)."""
+    if id(node) in counted:
+        return counted[id(node)]
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_count_values(child, counted) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_count_values(k, counted) + _count_values(v, counted) for k, v in node.value)
+    if total > MAX_YAML_VALUES:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"its aliases (*name) expand to more than {MAX_YAML_VALUES} values; write the repeated "
+            "settings out, or share fewer", node.start_mark)
+    counted[id(node)] = total
+    return total
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line: 'line L, column C: problem'."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        return where + " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+    return " ".join(str(exc).split())
+
+
 def yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)
+    """`text` read as YAML. Raises yaml.YAMLError (RecursionError for nesting too deep for Python
+    is raised as one too)."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except RecursionError:
+        raise yaml.YAMLError("values nested too deeply") from None
 
 
 # ----------------------------------------------------------------------------- field types
@@ -89,11 +167,36 @@ List = Annotated[list[T], BeforeValidator(_listify)]  # a list; a tuple given in
 Int = Annotated[int, Field(strict=True)]
 PosInt = Annotated[int, Field(strict=True, ge=1)]
 NonNegInt = Annotated[int, Field(strict=True, ge=0)]
-Float = Annotated[float, Field(strict=True)]  # an int is taken (as a float); a bool or "1" is not
+# an int is taken (as a float); a bool, "1", nan or inf is not
+Float = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+SEED_MAX = 2**32 - 1  # numpy's seeds; the trainer's per-epoch seeds (seed * 100003 + epoch) stay within torch's
+Seed = Annotated[int, Field(strict=True, ge=0, le=SEED_MAX)]
 Mapping = dict[str, Any]
+
+
+def _finite(value: Any, key: str = "") -> None:
+    """Every number in `value` (a mapping's values, a list's items, at any depth) is finite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _Invalid(key, f"must be a finite number, got {value!r}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _finite(v, f"{key}[{i}]")
+
+
+def _finite_mapping(value: dict) -> dict:
+    _finite(value)
+    return value
+
+
+# keyword arguments and options passed on to a class or a loader: any keys, finite numbers
+Kwargs = Annotated[Mapping, AfterValidator(_finite_mapping)]
 DatasetName = Literal[DATASET_NAMES]  # type: ignore[valid-type]
 ChapterName = Literal[CHAPTER_NAMES]  # type: ignore[valid-type]
-ProfileName = Annotated[str, StringConstraints(strict=True, pattern=rf"^{NAME_PATTERN}$")]
+NAME_MAX = 100  # characters of a profile name: a file and folder name on every file system
+ProfileName = Annotated[str, StringConstraints(strict=True, pattern=rf"^{NAME_PATTERN}$", max_length=NAME_MAX)]
 
 
 class _Nested(ValueError):
@@ -152,12 +255,22 @@ class _Model(BaseModel):
 class DataConfig(_Model):
     name: DatasetName = "omniglot"
     root: StrictStr | None = None  # None: $METRIC_DATA, else ./data
-    image_size: Int | List[Int] | None = None  # None: the data set's default
-    options: Mapping = Field(default_factory=dict)  # data-set specific, validated by lib.data
+    image_size: Int | List[Int] | None = None  # None: the data set's default; a side, or [height, width]
+    options: Kwargs = Field(default_factory=dict)  # data-set specific, validated by lib.data
     val_fraction: Float = Field(0.0, ge=0.0, lt=1.0)  # classes of train held out for validation (0: validate on test)
-    augment: StrictStr | Mapping = "none"  # a preset of lib.augment or its keyword arguments
+    augment: StrictStr | Kwargs = "none"  # a preset of lib.augment or its keyword arguments
     max_train_images: Annotated[int, Field(strict=True, ge=2)] | None = None  # class-disjoint subsample of train
     max_test_images: Annotated[int, Field(strict=True, ge=2)] | None = None
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _positive_size(cls, value: Any) -> Any:
+        def side(v: Any) -> bool:
+            return type(v) is int and v >= 1
+        if value is None or side(value) or (isinstance(value, (list, tuple)) and len(value) == 2
+                                             and all(map(side, value))):
+            return value
+        raise ValueError(f"must be a size >= 1 or a list [height, width] of two, or null, got {value!r}")
 
 
 class ModelConfig(_Model):
@@ -188,12 +301,12 @@ class ComponentConfig(_Model):
     """A pytorch-metric-learning class by name, with its keyword arguments."""
 
     name: StrictStr | None = None
-    kwargs: Mapping = Field(default_factory=dict)
+    kwargs: Kwargs = Field(default_factory=dict)
 
 
 class LossConfig(ComponentConfig):
     name: StrictStr | None = "TripletMarginLoss"
-    lr: Annotated[float, Field(strict=True, gt=0)] | None = None  # own rate for learnable loss parameters (MarginLoss beta)
+    lr: Annotated[Float, Field(gt=0)] | None = None  # own rate for learnable loss parameters (MarginLoss beta)
 
 
 class DistanceConfig(ComponentConfig):
@@ -209,29 +322,32 @@ class OptimConfig(_Model):
     name: StrictStr = "Adam"
     lr: Float = Field(1e-3, gt=0.0)
     weight_decay: Float = Field(0.0, ge=0.0)
-    kwargs: Mapping = Field(default_factory=dict)
+    kwargs: Kwargs = Field(default_factory=dict)
     scheduler: StrictStr | None = None  # None, "step", "cosine", "plateau"
-    scheduler_kwargs: Mapping = Field(default_factory=dict)
-    grad_clip: Annotated[float, Field(strict=True, gt=0)] | None = None
+    scheduler_kwargs: Kwargs = Field(default_factory=dict)
+    grad_clip: Annotated[Float, Field(gt=0)] | None = None
 
 
 class TrainConfig(_Model):
     epochs: PosInt = 5
     batch_size: Annotated[int, Field(strict=True, ge=2)] = 128  # a pair at least
-    steps_per_epoch: PosInt | None = None  # None: one pass over the training images
-    seed: NonNegInt = 0
+    steps_per_epoch: Annotated[PosInt, Field(le=100_000)] | None = None  # None: one pass over the training images
+    seed: Seed = 0
     device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
-    amp: StrictBool = True  # bf16 autocast, on CUDA only
+    # The arithmetic of the forward pass, part of a run's identity: "bf16" is autocast on whatever
+    # device trains it (CUDA, or the CPU's own bf16 autocast), "fp32" is plain float32 everywhere.
+    # So a key names the precision its numbers came from, whichever machine made them.
+    precision: Literal["fp32", "bf16"] = "fp32"
     channels_last: StrictBool = True  # channels-last memory format (CPU and CUDA)
     compile: StrictBool = False
     num_workers: NonNegInt = 0  # DataLoader workers for file-based data sets
-    threads: PosInt | None = None  # torch CPU threads; None: torch's default
+    threads: Annotated[PosInt, Field(le=1024)] | None = None  # torch CPU threads; None: torch's default
     diagnostics_every: PosInt = 4  # steps between the mined-distance / gradient-norm diagnostics
 
 
 class EvalConfig(_Model):
     every: PosInt = 1  # epochs between validations (the last epoch is always evaluated)
-    recall_ks: List[PosInt] = Field(default_factory=lambda: [1, 2, 4, 8])
+    recall_ks: List[PosInt] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
     nmi: StrictBool = True
     oneshot: StrictBool = False  # Lake's 20 one-shot runs (Omniglot only)
     batch_size: PosInt = 512
@@ -285,6 +401,7 @@ class RunConfig(_Model):
         if self.sampler.name == "m_per_class" and bs % m:
             raise _Invalid("train.batch_size", f"must be a multiple of sampler.m ({m}) for the m_per_class "
                                                f"sampler, got {bs}")
+        check_run(self)
         return self
 
     def to_dict(self) -> dict:
@@ -313,6 +430,59 @@ class RunConfig(_Model):
         return RunConfig.validate_dict(merged)
 
 
+# timm models the profiles name, taken without importing timm (2 s), so that a chapter rendered from
+# the cache never imports it; tests/test_config_probes.py checks that timm has each of them.
+TIMM_BACKBONES = ("test_resnet", "resnet18", "resnet50", "resnet50.tv_in1k", "efficientnet_lite0")
+_checked_runs: set[str] = set()
+
+
+def check_run(cfg: RunConfig) -> None:
+    """What the schema cannot see, checked where a run's config is built rather than when it
+    trains: the named components (loss, miner, distance, optimiser, scheduler) are built once
+    with their keyword arguments, the backbone is 'convnet' or a timm model, the augmentation a
+    preset or BatchAugment's arguments, and the data options the loader's. Raises ConfigError
+    naming the dotted key. Each distinct combination is checked once per process; the imports
+    (torch, pytorch-metric-learning, lib.data) happen here, never when lib.config is imported."""
+    d = cfg.to_dict()
+    fingerprint = json.dumps([d["loss"], d["miner"], d["distance"], d["optim"], d["model"]["backbone"],
+                              d["data"]["augment"], d["data"]["name"], sorted(d["data"]["options"])],
+                             sort_keys=True, default=str)
+    if fingerprint in _checked_runs:
+        return
+    from lib import components  # lib.components imports neither this module nor lib.data
+    from lib.augment import AUGMENT_PRESETS, make_augment
+    from lib.data.registry import loader_options
+
+    components.validate(cfg)
+    backbone = cfg.model.backbone
+    if backbone != "convnet" and backbone not in TIMM_BACKBONES:
+        import timm
+
+        if not timm.is_model(backbone):
+            raise _Invalid("model.backbone", f"unknown backbone {backbone!r}; give convnet or a timm model name "
+                                             f"(timm.list_models()){_hint(backbone, timm.list_models())}")
+    augment = cfg.data.augment
+    if isinstance(augment, str) and augment not in AUGMENT_PRESETS:
+        raise _Invalid("data.augment", f"unknown preset {augment!r}{_hint(augment, list(AUGMENT_PRESETS))}; "
+                                       f"presets: {', '.join(AUGMENT_PRESETS)}")
+    if isinstance(augment, dict):
+        from lib.augment import BatchAugment
+
+        accepted = components._parameters(BatchAugment)
+        components._check_arguments("data.augment", "BatchAugment", "BatchAugment", accepted,
+                                    {k: v for k, v in augment.items() if k in accepted})
+        try:
+            make_augment(augment)
+        except (TypeError, ValueError) as exc:
+            raise _Invalid("data.augment", " ".join(str(exc).split())) from None
+    valid = loader_options(cfg.data.name)
+    unknown = sorted(set(cfg.data.options) - set(valid))
+    if unknown:
+        raise _Invalid("data.options", f"{cfg.data.name} has no option {', '.join(unknown)}"
+                                       f"{_hint(unknown[0], valid)}; valid options: {', '.join(valid) or 'none'}")
+    _checked_runs.add(fingerprint)
+
+
 # ----------------------------------------------------------------------------- chapter sections
 class _Chapter(_Model):
     """Settings every chapter may have (lib.study.Chapter reads them)."""
@@ -331,6 +501,12 @@ class QuickstartChapter(_Chapter):
     pass
 
 
+class MechanicsChapter(_Chapter):
+    """The losses, miners and Wu's sampler in plain torch (lib.mechanics) against pml's; trains nothing."""
+
+    random_batches: PosInt = 5  # random batches (seeds 0, 1, ...) on which each piece is checked against pml
+
+
 class PretrainedAblations(_Model):
     """Chapter 1's blog and some of its ablations again, on an ImageNet-pretrained backbone."""
 
@@ -346,7 +522,7 @@ class BelugaCollapseChapter(_Chapter):
     dimensions: List[PosInt]  # projector sizes evaluated in their own space (the blog's hypothesis)
     metric: StrictStr
     max_fix_steps: NonNegInt
-    confirmation_seeds: List[NonNegInt] = Field(min_length=1)  # fresh seeds that test the chosen fix
+    confirmation_seeds: List[Seed] = Field(min_length=1)  # fresh seeds that test the chosen fix
     tsne_points: PosInt
     pretrained: PretrainedAblations | None = None  # the blog's own regime: an ImageNet-pretrained backbone
 
@@ -456,7 +632,7 @@ class ReidentificationChapter(_Chapter):
     humpback_k: PosInt
     catalogue_photos: List[PosInt | None]
     new_fraction: Float = Field(gt=0.0, lt=1.0)
-    protocol_seed: NonNegInt
+    protocol_seed: Seed
     examples: NonNegInt
     blog_map: Float = Field(ge=0.0, le=1.0)
     humpback_gain: Float
@@ -494,6 +670,7 @@ class Chapters(_Model):
     """chapters.<notebook stem>: one typed section per notebook, each optional."""
 
     quickstart: QuickstartChapter = Field(None, alias="00_quickstart")
+    mechanics: MechanicsChapter = Field(None, alias="00b_mechanics")
     beluga_collapse: BelugaCollapseChapter = Field(None, alias="01_beluga_collapse")
     mining: MiningChapter = Field(None, alias="02_mining")
     distance_weighted: DistanceWeightedChapter = Field(None, alias="03_distance_weighted")
@@ -518,7 +695,7 @@ class Profile(_Model):
     description: StrictStr = ""
     budget_minutes: Union[PosInt, None] = None  # what run_all.sh may take from an empty cache on 2 CPU cores
     figure_formats: List[Literal["png", "svg", "pdf"]] = Field(default_factory=lambda: ["png", "svg"], min_length=1)
-    seeds: List[NonNegInt] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: List[Seed] = Field(default_factory=lambda: [0], min_length=1)
     base: RunLayer = Field(default_factory=dict)
     datasets: dict[DatasetName, RunLayer] = Field(default_factory=dict)  # name -> run overlay
     chapters: Chapters = Field(default_factory=Chapters)  # notebook stem -> settings
@@ -689,6 +866,10 @@ def _message(exc: ValidationError, root: type[BaseModel], data: Any) -> str:
                     f"valid choices: {', '.join(choices)}")
         return f"{path}: key {key_error!r}: {error['msg']}"
     if i < len(loc):  # stopped at a union
+        for other in exc.errors():  # a member that took the value's type but refused a value in it
+            cause = (other.get("ctx") or {}).get("error")
+            if other["type"] == "value_error" and isinstance(cause, _Invalid) and other["loc"][:i] == loc[:i]:
+                return f"{'.'.join(p for p in (path, cause.key) if p)}: {cause.message}"
         members = _members(tp)
         return f"{path}: expected {' or '.join(_noun(m) for m in members)}, {_got(value)}"
     if kind in ("value_error", "assertion_error"):
@@ -705,6 +886,8 @@ def _message(exc: ValidationError, root: type[BaseModel], data: Any) -> str:
         if not isinstance(value, str):
             return f"{path}: expected one of {', '.join(choices)}, {_got(value)}"
         return f"{path}: unknown value {value!r}{_hint(value, choices)}; valid choices: {', '.join(choices)}"
+    if kind == "finite_number":
+        return f"{path}: must be a finite number, got {value!r}"
     bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than": "<", "less_than_equal": "<="}
     if kind in bounds:
         limit = next(iter(ctx.values()))
@@ -746,7 +929,10 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override '{text}' is not of the form key=value, e.g. optim.lr=1e-4")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml_load(raw)
+    try:
+        return key.strip(), yaml_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': the value is not valid YAML: {_yaml_problem(exc)}") from None
 
 
 # ----------------------------------------------------------------------------- files
@@ -754,6 +940,9 @@ def profile_path(name_or_path: str | os.PathLike) -> Path:
     """params/<name>.yaml for a profile name; a .yaml/.yml path as given. Either way the
     profile's name (the file's stem) must be letters, digits and underscores."""
     path = Path(name_or_path)
+    name = path.stem if path.suffix in (".yaml", ".yml") else str(name_or_path)
+    if len(name) > NAME_MAX:
+        raise ConfigError(f"profile name '{name[:20]}...' is {len(name)} characters long; at most {NAME_MAX}")
     if path.suffix in (".yaml", ".yml"):
         if not re.fullmatch(NAME_PATTERN, path.stem):
             raise ConfigError(f"parameter file {path}: its name '{path.stem}' is the profile's name and must "
@@ -770,21 +959,46 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
 
 
-def _read_yaml(path: Path) -> dict:
-    if not path.exists():
-        raise ConfigError(
-            f"no parameter file {path}; profiles available: {', '.join(available_profiles())}"
-        )
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The mapping of a parameter file, merged over the file it `extends` (`chain`: the files
+    that extend this one, to refuse a cycle). Every problem is one ConfigError line."""
     try:
-        data = yaml_load(path.read_text()) or {}
+        if path.is_dir():
+            raise ConfigError(f"{path} is a folder, not a parameter file")
+        if not path.exists():
+            raise ConfigError(f"no parameter file {path}; profiles available: {', '.join(available_profiles())}")
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte 0x{blob[exc.start]:02x} at offset {exc.start})") from None
+    try:
+        data = yaml_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: {_yaml_problem(exc)}") from None
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
     parent = data.pop("extends", None)
-    if parent:
-        data = deep_merge(_read_yaml(profile_path(parent)), data)
-    return data
+    if parent is None or parent == "":
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: extends: expected a profile name or the path of a .yaml file, "
+                          f"got {parent!r} ({type(parent).__name__})")
+    chain = (*chain, path)
+    parent_path = profile_path(parent)
+    try:
+        seen = [p.resolve() for p in chain]
+        cycle = parent_path.resolve() in seen
+    except OSError:
+        cycle = False  # the parent cannot be resolved: reading it says why
+    if cycle:
+        start = seen.index(parent_path.resolve())
+        raise ConfigError(f"{chain[0]}: extends makes a cycle: "
+                          f"{' -> '.join(str(p) for p in (*chain[start:], parent_path))}")
+    return deep_merge(_read_yaml(parent_path, chain), data)
 
 
 def _chapter_runs(stem: str, section: dict) -> list[tuple[str, str, list[dict]]]:
@@ -814,26 +1028,15 @@ def load_profile(name_or_path: str | os.PathLike = "quick", overrides: dict | No
         set_dotted(data, key, copy.deepcopy(value))
     data.setdefault("name", path.stem)
     profile = Profile.validate_dict(data)
-    # Validate every run the profile describes now, merged, and build its named components
-    # once, so a typo fails at load time, not an hour into a run. Imported here, not at the
-    # top, so that `import lib.config` stays light (no torch); lib.components does not import
-    # this module, so the import graph has no cycle.
-    from lib.components import validate
-
-    checked: set[str] = set()
+    # Validate every run the profile describes now, merged: building its RunConfig also builds its
+    # named components once (check_run), so a typo fails at load time, not an hour into a run.
     runs = [(f"datasets.{ds}", ds, []) for ds in profile.datasets]
     for stem, section in profile.chapters.as_dict().items():
         if stem != "published":
             runs += _chapter_runs(stem, section)
     for where, dataset, layers in runs:
         try:
-            cfg = profile.run_config(dataset, *layers)
-            d = cfg.to_dict()
-            components = json.dumps([d["distance"], d["loss"], d["miner"], d["optim"]["name"],
-                                      d["optim"]["scheduler"]], sort_keys=True, default=str)
-            if components not in checked:
-                validate(cfg)
-                checked.add(components)
+            profile.run_config(dataset, *layers)
         except ConfigError as exc:
             raise ConfigError(f"profile '{profile.name}', {where} (data set {dataset}): {exc}") from None
     return profile

@@ -9,6 +9,9 @@ stamp="$venv/.installed"
 want="$(cat "$repo/requirements.lock" "$repo/pyproject.toml" | sha256sum | cut -c1-16)"
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  [ -x "$venv/bin/python" ] || {
+    echo "setup: $venv/.installed is there but $venv/bin/python is not: the environment is broken; delete $venv (or its .installed) and rerun" >&2
+    exit 1; }
   exit 0
 fi
 "$python" -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is needed"' || {

@@ -166,7 +166,7 @@ def test_chapter_is_a_plain_dict_of_what_the_profile_gives():
 # The dict the dataclass code gave for quick's omniglot run: its hash is the run's cache key.
 QUICK_OMNIGLOT_TOP = ["data", "model", "loss", "miner", "distance", "sampler", "optim", "train", "eval", "divide"]
 QUICK_OMNIGLOT_TRAIN = {"epochs": 3, "batch_size": 128, "steps_per_epoch": None, "seed": 0, "device": "auto",
-                        "amp": True, "channels_last": True, "compile": False, "num_workers": 0, "threads": None,
+                        "precision": "fp32", "channels_last": True, "compile": False, "num_workers": 0, "threads": None,
                         "diagnostics_every": 4}
 QUICK_OMNIGLOT_SOME = {
     "data": {"name": "omniglot", "root": None, "image_size": 28, "options": {"background": "full"},
@@ -218,6 +218,7 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_components_does_not_import_config():
     assert not {m for m in _imports(REPO / "lib" / "components.py") if m in ("lib.config", "lib.config.ConfigError")}
     assert "lib.errors" in _imports(REPO / "lib" / "components.py")

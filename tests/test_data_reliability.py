@@ -8,7 +8,9 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import tarfile
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -85,6 +87,7 @@ def oneshot_root(tmp_path: Path, shared_data: Path, sums: bool = True) -> Path:
 # --------------------------------------------------------------------------- a. cache checksums
 
 
+@pytest.mark.slow
 def test_bit_rotted_cache_file_is_rebuilt_never_used(fresh_cache, shared_data):
     first = load_dataset("omniglot", root=shared_data, image_size=20)
     entries = sorted(fresh_cache.glob("omniglot-*.npy"))
@@ -297,3 +300,76 @@ def test_unknown_data_set_name_lists_the_valid_ones():
         assert "imagenet" in str(err.value)
         for name in data.DATASETS:
             assert name in str(err.value)
+
+
+# --------------------------------------------------------------------------- h. reliability 2
+
+
+def _damage_keeping_mtime(path: Path) -> None:
+    """One byte changed, the mtime put back: what `cp -p` of a damaged copy, or a tool that keeps
+    times, leaves. Size and mtime are those of the original."""
+    before = path.stat()
+    time.sleep(0.02)  # past a coarse clock's tick: the change gets its own ctime
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    path.write_bytes(bytes(blob))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def _cp_p(source: Path, dest: Path) -> None:
+    time.sleep(0.02)
+    subprocess.run(["cp", "-p", str(source), str(dest)], check=True)
+
+
+def test_a_byte_changed_then_restored_with_cp_p_gives_the_right_fingerprint(fresh_cache, tmp_path, shared_data):
+    """Probe: one byte of `alphabets.csv` changed, then the original restored with `cp -p`: the
+    damaged version's run was served after the restore (the fingerprint was checked by path,
+    size and mtime)."""
+    folder = tmp_path / "root" / "omniglot"
+    folder.mkdir(parents=True)
+    for name in ("images_background.npz", "images_evaluation.npz"):
+        (folder / name).symlink_to(shared_data / "omniglot" / name)
+    table = folder / "alphabets.csv"
+    shutil.copy2(shared_data / "omniglot" / "alphabets.csv", table)
+    backup = tmp_path / "alphabets.csv.orig"
+    original = data_fingerprint("omniglot", folder.parent)
+    _cp_p(table, backup)
+    _damage_keeping_mtime(table)
+    damaged = data_fingerprint("omniglot", folder.parent)
+    assert damaged != original, "a changed alphabets.csv kept the fingerprint of the original"
+    checksums._known.clear()  # another process: only the store remembers
+    assert data_fingerprint("omniglot", folder.parent) == damaged
+    _cp_p(backup, table)
+    assert data_fingerprint("omniglot", folder.parent) == original, "the restored file kept the damaged fingerprint"
+    checksums._known.clear()
+    assert data_fingerprint("omniglot", folder.parent) == original
+
+    # a large file, hashed once and then known by path, size, mtime, inode and ctime, is not fooled either
+    root = oneshot_root(tmp_path / "big", shared_data, sums=False)
+    runs = root / "omniglot" / "all_runs.zip"
+    first = data_fingerprint("omniglot_oneshot", root)
+    _cp_p(runs, tmp_path / "all_runs.zip.orig")
+    _damage_keeping_mtime(runs)
+    assert data_fingerprint("omniglot_oneshot", root) != first
+    _cp_p(tmp_path / "all_runs.zip.orig", runs)
+    checksums._known.clear()
+    assert data_fingerprint("omniglot_oneshot", root) == first
+
+
+def test_a_tar_member_with_an_absolute_path_is_refused(tmp_path):
+    """Probe: a tar member with an absolute path was extracted inside the folder (tarfile's data
+    filter strips the slash) instead of being refused, as extract's docstring says."""
+    crafted = tmp_path / "crafted.tar"
+    with tarfile.open(crafted, "w") as tar:
+        for name, blob in (("set/ok.txt", b"fine!"), ("/abs/escaped.txt", b"owned")):
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    out = tmp_path / "out"
+    with pytest.raises(UnsafeArchiveError) as err:
+        data.extract(crafted, out / "set")
+    assert str(err.value).startswith(f"{crafted}: unsafe member path '/abs/escaped.txt': refusing to extract "
+                                     "outside the target folder")
+    assert "\n" not in str(err.value)
+    assert os.listdir(out) == []

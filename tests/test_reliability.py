@@ -120,6 +120,7 @@ def test_stale_temporary_files_are_removed_when_a_run_starts(runs):
     assert not orphan.exists()
 
 
+@pytest.mark.slow
 def test_a_run_held_by_another_process_is_waited_for_then_read_from_the_cache(runs, monkeypatch):
     """Two lanes of run_all.sh may want the same run (chapter 4's single learner is chapter 3's
     run): the second waits on the run's lock, then serves what the first cached; it trains nothing."""

@@ -17,6 +17,7 @@ import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from lib.data.errors import CorruptDataError, DataError, UnsafeArchiveError
+from lib.data.locations import file_mode, folder_mode
 
 
 def _check_archive(path: Path, name: str) -> None:
@@ -52,6 +53,7 @@ def download(url: str, dest: Path, sha256: str | None) -> Path:
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, file_mode())  # mkstemp's 0600 is not what the user's umask asks for
         digest = hashlib.sha256()
         with os.fdopen(fd, "wb") as out:
             try:
@@ -86,11 +88,12 @@ def _unsafe(archive: Path, member: str, why: str = "refusing to extract outside 
     )
 
 
-def _check_zip_names(archive: Path, z: zipfile.ZipFile) -> None:
-    """Refuse absolute names and '..' parts (zipfile would silently strip them)."""
-    for name in z.namelist():
+def _check_names(archive: Path, names: list[str]) -> None:
+    """Refuse absolute names and '..' parts (zipfile, and tarfile's data filter, would silently
+    strip a leading '/' and extract the member inside the folder)."""
+    for name in names:
         for pure in (PurePosixPath(name), PureWindowsPath(name)):
-            if pure.is_absolute() or pure.drive or ".." in pure.parts:
+            if pure.is_absolute() or pure.drive or pure.root or ".." in pure.parts:
                 raise _unsafe(archive, name)
 
 
@@ -111,10 +114,11 @@ def extract(archive: Path, dest: Path) -> Path:
         try:
             if zipfile.is_zipfile(archive):
                 with zipfile.ZipFile(archive) as z:
-                    _check_zip_names(archive, z)
+                    _check_names(archive, z.namelist())
                     z.extractall(tmp)
             else:
                 with tarfile.open(archive) as tar:
+                    _check_names(archive, tar.getnames())
                     tar.extractall(tmp, filter="data")
         except tarfile.FilterError as e:
             member = e.tarinfo.name if e.tarinfo is not None else "?"
@@ -123,6 +127,7 @@ def extract(archive: Path, dest: Path) -> Path:
             raise _unsafe(archive, member) from e
         except (zipfile.BadZipFile, tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as e:
             raise CorruptDataError(f"{archive}: damaged archive ({e}); delete it and download it again") from e
+        os.chmod(tmp, folder_mode())  # mkdtemp's 0700 is not what the user's umask asks for
         os.rename(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from lib.data.locations import cache_dir
+from lib.data.locations import cache_dir, file_mode, sweep_temp_files
 
 # Bump when the decoded arrays change for the same inputs, so old cache entries are ignored.
 # 2: entries carry a checksum sidecar (entries of version 1 have none).
@@ -33,6 +33,7 @@ def _atomic_write(path: Path, write: Callable) -> None:
     """`write(file)` into a temporary file beside `path`, renamed into place when complete."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())  # mkstemp's 0600 would keep the cache from the user's group
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)
@@ -70,6 +71,7 @@ def _cached(name: str, key: dict, count: int, build: Callable[[], np.ndarray]) -
     """The array `build()` makes, kept as .npy in cache_dir() under a hash of `key`."""
     digest = hashlib.sha256(json.dumps({**key, "version": _CACHE_VERSION}, sort_keys=True).encode()).hexdigest()
     path = cache_dir() / f"{name}-{digest[:16]}.npy"
+    sweep_temp_files(path.parent)
     arr, problem = _load_verified(path, count)
     if arr is not None:
         return arr

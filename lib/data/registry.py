@@ -35,6 +35,14 @@ _REGISTRY: dict[str, tuple[Callable[..., Any], Callable[..., list[Path]]]] = {
 DATASETS: tuple[str, ...] = tuple(_REGISTRY)
 
 
+def loader_options(name: str) -> list[str]:
+    """The options (`data.options` keys) that data set `name`'s loader takes, besides root and
+    image_size (lib.config checks a run's options against them)."""
+    if name not in _REGISTRY:
+        raise UnknownDatasetError(f"unknown data set {name!r}; valid: {', '.join(DATASETS)}")
+    return [p for p in inspect.signature(_REGISTRY[name][0]).parameters if p not in ("root", "image_size")]
+
+
 def _loader(name: str, options: dict) -> tuple[Callable[..., Any], Callable[..., list[Path]]]:
     """The registry entry of `name`, once `options` are checked against its loader's."""
     if name not in _REGISTRY:
