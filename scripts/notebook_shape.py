@@ -5,6 +5,9 @@
 A chapter reads as a chapter when its prose carries it and its cells are short calls into lib/:
 at most 35 % of a notebook's source characters are code and no code cell is longer than 15 lines
 (the papermill `parameters` cell included). Outputs are not counted.
+
+Exempt from the code share, by name (CODE_SHARE_EXEMPT), only: the mechanics chapter, whose subject is
+the code itself (each loss and miner written out beside its formula). Its cells keep the line cap.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 
 MAX_CODE_SHARE = 0.35
 MAX_CELL_LINES = 15
+CODE_SHARE_EXEMPT = {"00b_mechanics.ipynb"}
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
@@ -31,12 +35,14 @@ def main() -> int:
     print(f"{'notebook':36s} {'code share':>10s} {'longest cell':>13s} {'code cells':>10s}")
     failed = []
     for r in rows:
-        ok = r["code_share"] <= MAX_CODE_SHARE and r["longest_cell"] <= MAX_CELL_LINES
+        exempt = r["notebook"] in CODE_SHARE_EXEMPT
+        ok = (exempt or r["code_share"] <= MAX_CODE_SHARE) and r["longest_cell"] <= MAX_CELL_LINES
         print(f"{r['notebook']:36s} {r['code_share']:>9.0%} {r['longest_cell']:>9d} ln {r['code_cells']:>10d}"
-              f"  {'ok' if ok else 'OVER'}")
+              f"  {'OVER' if not ok else 'ok (share exempt)' if exempt else 'ok'}")
         if not ok:
             failed.append(r["notebook"])
-    print(f"targets: code share <= {MAX_CODE_SHARE:.0%}, code cell <= {MAX_CELL_LINES} lines")
+    print(f"targets: code share <= {MAX_CODE_SHARE:.0%} (exempt: {', '.join(sorted(CODE_SHARE_EXEMPT))}), "
+          f"code cell <= {MAX_CELL_LINES} lines")
     if failed:
         print(f"over target: {', '.join(failed)}", file=sys.stderr)
         return 1
