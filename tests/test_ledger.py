@@ -3,12 +3,13 @@ chapter guard, and the recipes chapter 5 borrows from other chapters."""
 from __future__ import annotations
 
 import os
+import types
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lib import ledger, records
+from lib import confirmatory, ledger, records
 from lib.cache import run_key
 from lib.config import ConfigError, load_profile
 from lib.stats import Verdict
@@ -30,23 +31,30 @@ def _write(tmp_path, profile: str, chapter: str, frame: pd.DataFrame) -> None:
 
 
 @pytest.mark.parametrize("flagged, seeds, matches, expected", [
-    (2, 3, False, Verdict.REPRODUCED), (0, 3, True, Verdict.CONTRADICTED), (0, 3, False, Verdict.NOT_SUPPORTED),
-    (1, 3, False, Verdict.INCONCLUSIVE), (1, 2, False, Verdict.INCONCLUSIVE), (1, 1, False, Verdict.INCONCLUSIVE)])
+    (2, 3, False, Verdict.INCONCLUSIVE), (0, 3, True, Verdict.INCONCLUSIVE), (0, 3, False, Verdict.INCONCLUSIVE),
+    (3, 3, False, Verdict.INCONCLUSIVE), (0, 10, False, Verdict.CONTRADICTED), (0, 10, True, Verdict.CONTRADICTED),
+    (10, 10, False, Verdict.REPRODUCED), (1, 1, False, Verdict.INCONCLUSIVE)])
 def test_share_rule_gives_each_verdict(flagged, seeds, matches, expected) -> None:
-    assert ledger.share_verdict(flagged, seeds, matches)[0] == expected
+    """Exact Clopper-Pearson: 0 of 3 (rate up to 71 %, two-sided) decides nothing; 0 of 10 (up to 31 %)
+    does. The regime qualifies the sentence, never the verdict."""
+    v, said = ledger.share_verdict(flagged, seeds, matches, what="collapsed")
+    assert v == expected and said.startswith(f"{expected.value}: collapsed in {flagged} of {seeds}")
 
 
 @pytest.mark.parametrize("values, matches, expected", [
-    ([0.90, 0.91, 0.92], False, Verdict.REPRODUCED), ([0.70, 0.71, 0.72], True, Verdict.CONTRADICTED),
-    ([0.70, 0.71, 0.72], False, Verdict.NOT_SUPPORTED), ([0.80, 0.86, 0.92], False, Verdict.INCONCLUSIVE),
+    ([0.90, 0.91, 0.92], False, Verdict.REPRODUCED), ([0.80, 0.81, 0.82], True, Verdict.CONTRADICTED),
+    ([0.80, 0.81, 0.82], False, Verdict.CONTRADICTED), ([0.80, 0.86, 0.92], False, Verdict.INCONCLUSIVE),
     ([0.99], False, Verdict.INCONCLUSIVE)])
 def test_level_rule_gives_each_verdict(values, matches, expected) -> None:
-    assert ledger.level_verdict(values, 0.865, matches)[0] == expected
+    v, said = ledger.level_verdict(values, 0.865, matches)
+    assert v == expected and said.startswith(f"{expected.value}: ")
+    assert ("hierarchical bootstrap" in said) == (len(values) >= 2)
 
 
 def test_a_synthetic_ledger_pairs_by_seed_corrects_the_family_and_gives_each_verdict(tmp_path, monkeypatch) -> None:
-    """Four comparative claims on one synthetic table: each lands on a different verdict, the
-    intervals are paired (a shift shared by every seed cancels) and Holm-corrected over the four."""
+    """Four comparative claims on one synthetic table, in a profile the declaration does not cover
+    (so all exploratory): the intervals are paired (a shift shared by every seed cancels) and
+    Holm-corrected over the four; the regime does not change a verdict."""
     base = [0.50, 0.60, 0.40, 0.55]
     arms = {"base": base,
             "better": [b + 0.05 + e for b, e in zip(base, (0.001, -0.001, 0.002, 0.0))],  # clearly above
@@ -60,10 +68,106 @@ def test_a_synthetic_ledger_pairs_by_seed_corrects_the_family_and_gives_each_ver
               ledger.Comparison(claim="d", a="noisy", claimed_effect=0.01, **where)]
     monkeypatch.setattr(ledger, "claims", lambda profile: claims)
     table = ledger.build(load_profile("smoke").model_copy(update={"name": "p"}), root=tmp_path).set_index("claim")
-    assert list(table.verdict) == [Verdict.REPRODUCED, Verdict.CONTRADICTED, Verdict.NOT_SUPPORTED, Verdict.INCONCLUSIVE]
+    assert list(table.verdict) == [Verdict.REPRODUCED, Verdict.CONTRADICTED, Verdict.CONTRADICTED, Verdict.INCONCLUSIVE]
+    assert set(table.section) == {"exploratory"} and table.attrs["declared"] == ""
     assert table.loc["a", "diff"] == pytest.approx(0.0505)
-    assert "Holm" in table.loc["a", "reason"] and table.loc["d", "mde"] > 0.01
+    assert "Holm level 0.05/" in table.loc["a", "reason"] and table.loc["d", "mde"] > 0.01
+    assert table.loc["a", "reason"].startswith("reproduced: ")
+    assert table.loc["c", "reason"].endswith("in a regime other than the claim's")
+    assert table.loc["b", "reason"].endswith("in the claim's regime")
     assert table.loc["a", "seeds"] == 4 and "from scratch" in table.loc["a", "our regime"]
+    assert table.loc["a", "level"] == pytest.approx(0.05 / 4)  # the smallest p: Holm's first step
+
+
+def _declaration(**counts) -> confirmatory.Declaration:
+    where = dict(source="s", chapter="x", dataset="beluga", metric="map@r", b="base", budget=2,
+                 smallest_effect=0.02, justification="j")
+    return confirmatory.Declaration(profile="p", pilot="p", alpha=0.05, power=0.8, min_seeds=2, max_seeds=40, claims=[
+        confirmatory.Claim(id=f"{arm}-claim", claim=f"{arm} beats base", a=arm, seeds={"first": 0, "count": n}, **where)
+        for arm, n in counts.items()])
+
+
+def test_confirmatory_rows_wait_for_their_declared_seeds_and_cite_the_declaration(tmp_path, monkeypatch) -> None:
+    """Declared claims form the confirmatory family (Holm over all of them, whatever has run); a row
+    short of its declared seeds is not judged; the rest are exploratory. Runs at another budget, or
+    on seeds not declared, do not count."""
+    base = [0.50, 0.60, 0.40, 0.55, 0.45]
+    arms = {"base": base,
+            "better": [b + 0.05 + e for b, e in zip(base, (0.001, -0.001, 0.002, 0.0, 0.001))],
+            "same": [b + e for b, e in zip(base, (0.001, -0.001, 0.002, 0.0, -0.002))],
+            "other": [b + 0.01 for b in base]}
+    frame = _table(arms)
+    frame.loc[(frame.setting == "same") & (frame.seed == 4), "epochs"] = 3  # another budget: not a declared run
+    _write(tmp_path, "p", "x", frame)
+    declared = _declaration(better=4, same=5)  # seed 4 of "better" is run but not declared
+    where = dict(source="s", regime="r", chapter="x", dataset="beluga", metric="map@r", b="base")
+    listed = [ledger.Comparison(claim="better beats base", a="better", **where),
+              ledger.Comparison(claim="same beats base", a="same", **where),
+              ledger.Comparison(claim="other beats base", a="other", **where)]
+    monkeypatch.setattr(ledger, "claims", lambda profile: listed)
+    profile = load_profile("smoke").model_copy(update={"name": "p"})
+    table = ledger.build(profile, root=tmp_path, declaration=declared).set_index("id")
+    assert list(table.section) == ["confirmatory", "confirmatory", "exploratory"]
+    better, same = table.loc["better-claim"], table.loc["same-claim"]
+    assert better.seeds == 4 and better["declared seeds"] == 4 and better.verdict == Verdict.REPRODUCED
+    assert better.level == pytest.approx(0.05 / 2)  # m = 2 declared, though one is still waiting
+    assert "(Holm level 0.05/2, family of 2)" in better.reason
+    assert same.verdict == Verdict.INCONCLUSIVE and np.isnan(same.low)
+    assert same.reason.startswith("inconclusive (awaiting seeds: 4 of 5 declared): ")
+    assert better.declared.startswith("params/confirmatory.yaml @ ") and table.attrs["declared"] == better.declared
+    assert table.loc[""].claim == "other beats base" and table.loc[""].declared == ""
+    # a profile the declaration does not cover: every row exploratory, judged on the seeds it has
+    _write(tmp_path, "q", "x", frame)
+    other = ledger.build(profile.model_copy(update={"name": "q"}), root=tmp_path, declaration=declared)
+    assert set(other.section) == {"exploratory"} and not other.reason.str.contains("awaiting").any()
+
+
+def test_a_chapter_and_the_ledger_say_the_same_for_each_confirmatory_row(tmp_path, monkeypatch) -> None:
+    """One voice: what a chapter prints for a comparison the ledger judges is the ledger's sentence,
+    character for character (the chapter quotes `lib.ledger.chapter_sentence`)."""
+    from lib.chapters import mining
+    base = [0.50, 0.60, 0.40, 0.55]
+    arms = {"hard": base, "semi-hard": [b + 0.05 + e for b, e in zip(base, (0.001, -0.001, 0.002, 0.0))],
+            "batch-hard (Hermans)": [b + 0.01 for b in base]}
+    _write(tmp_path, "p", "02_mining", _table(arms).assign(chapter="02_mining"))
+    where = dict(source="s", chapter="02_mining", dataset="beluga", metric="map@r", budget=2, smallest_effect=0.02,
+                 justification="j")
+    declared = confirmatory.Declaration(profile="p", pilot="p", alpha=0.05, power=0.8, min_seeds=2, max_seeds=40, claims=[
+        confirmatory.Claim(id="semi", claim="semi-hard beats hard", a="semi-hard", b="hard", seeds={"first": 0, "count": 4},
+                           **where),
+        confirmatory.Claim(id="batch", claim="batch-hard beats semi-hard", a="batch-hard (Hermans)", b="semi-hard",
+                           seeds={"first": 0, "count": 10}, **where)])
+    listed = [ledger.Comparison(claim=c.claim, source="s", regime="r", chapter="02_mining", dataset="beluga",
+                                metric="map@r", a=c.a, b=c.b) for c in declared.claims]
+    monkeypatch.setattr(ledger, "claims", lambda profile: listed)
+    monkeypatch.setattr(confirmatory, "load", lambda path=None: declared)
+    monkeypatch.setattr(records, "REPO_ROOT", tmp_path)  # what the chapter reads: figures/<profile>/ under tmp_path
+    monkeypatch.setattr(ledger, "REPO_ROOT", tmp_path)
+    profile = load_profile("smoke").model_copy(update={"name": "p"})
+    table = ledger.build(profile, root=tmp_path).set_index("id")
+    ch = types.SimpleNamespace(profile=profile, name="02_mining")
+    for claim in declared.claims:
+        said = table.loc[claim.id, "reason"]
+        assert ledger.chapter_sentence(ch, "beluga", claim.a, claim.b, "map@r") == said
+        assert mining.ledger_line(ch, "beluga", claim.a, claim.b) == f"**The ledger's verdict** on {claim.a} − {claim.b}: {said}"
+    assert table.loc["semi", "verdict"] == Verdict.REPRODUCED
+    assert table.loc["batch", "reason"].startswith("inconclusive (awaiting seeds: 4 of 10 declared)")
+
+
+def test_the_full_ledger_and_its_chapters_agree_on_every_confirmatory_row() -> None:
+    """On the committed full tables: every declared claim is a ledger row whose sentence is the one
+    `claim_sentence` gives the chapters; none is judged on fewer seeds than declared."""
+    profile = load_profile("full")
+    table = ledger.build(profile)
+    rows = table[table.section == "confirmatory"].set_index("id")
+    declared = confirmatory.load()
+    assert list(rows.index) == [c.id for c in declared.claims]
+    for c in declared.claims:
+        assert ledger.claim_sentence(profile, c.chapter, c.dataset, c.a, c.b, c.metric) == rows.loc[c.id, "reason"]
+        if rows.loc[c.id, "seeds"] < c.seeds.count:
+            assert rows.loc[c.id, "reason"].startswith(
+                f"inconclusive (awaiting seeds: {rows.loc[c.id, 'seeds']} of {c.seeds.count} declared)")
+    assert "not supported at this scale" not in " ".join(table.reason)
 
 
 def test_missing_tables_say_what_to_run(tmp_path) -> None:
