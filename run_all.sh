@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Run the whole study: set up the environment if needed, execute every chapter notebook in
-# order with papermill, and write executed notebooks to reports/<profile>/ and figures to
-# figures/<profile>/. Results are cached in runs/, so a second run is fast.
+# Run the whole study: set up the environment if needed, train every run the chapters plan
+# (python -m lib.runs train: Ray tasks, longest first), execute every chapter notebook with
+# papermill (they read runs, never train), and keep the results (python -m lib.runs store).
+# Executed notebooks go to reports/<profile>/, figures to figures/<profile>/, finished runs to the
+# run cache runs/ and the results store results/<profile>/ (committed for full), so a second run is fast.
 #   ./run_all.sh [--profile smoke|quick|full|paper] [--only PATTERN]
 # PATTERN picks the notebooks whose name contains it (letters, digits, _). The notebooks import
 # this checkout's lib even when the virtual environment ($METRIC_VENV) is shared with another.
 set -uo pipefail
+# METRIC_* paths are relative to where the script is called from: made absolute before the cd
+# below, since the notebooks' kernel runs in notebooks/ (a relative METRIC_RUNS would land there).
+for var in METRIC_DATA METRIC_RUNS METRIC_CACHE METRIC_VENV; do
+  case "${!var:-/}" in /*) ;; *) export "$var=$PWD/${!var}" ;; esac
+done
 cd "$(dirname "$0")"
 profile=quick
 only=""
@@ -71,10 +78,10 @@ out="reports/$profile"
 mkdir -p "$out" "figures/$profile"
 rm -f "$out"/.status-*
 
-# Lanes: on a CPU, two runs side by side with one thread each train 1.22-1.47x faster than one run
-# with two threads (bench/bench_lanes.py), so the chapters that train run in $lanes lanes of
-# $(nproc)/$lanes threads. The chapters that read other chapters' runs or tables (re-identification,
-# the ledger) wait for them. A run two lanes both want is trained once (lib.cache.RunDir.lock).
+# Train the plan first: every run the chosen chapters read, as Ray tasks ($lanes at once, of
+# $(nproc)/$lanes threads: on a CPU two one-thread runs side by side train 1.22-1.47x faster than one
+# with two threads, bench/bench_lanes.py). Then the notebooks render in $lanes lanes; the chapters
+# that read other chapters' tables (the ledger) wait for them.
 readers="$("$py" -c "from lib.config import load_profile; print(' '.join(load_profile('$profile').readers()))")" || exit 2
 
 run_notebook() {  # one chapter: papermill into a partial file, renamed only when it succeeded
@@ -99,6 +106,29 @@ run_notebook() {  # one chapter: papermill into a partial file, renamed only whe
   echo "--- $(cat "$out/.status-$name")"
 }
 
+# Interrupted (INT from a terminal, TERM from a scheduler): stop the chapters that run (their lanes'
+# papermill; a lane then marks its chapter FAILED), wait for the lanes, mark what did not finish
+# FAILED, and rewrite the figure index with the true status before exiting 130 or 143.
+on_signal() {
+  local code="$1" f name lane
+  trap '' INT TERM
+  echo "run_all.sh: interrupted (signal $(( code - 128 ))); stopping the chapters that run" >&2
+  for lane in $(jobs -p); do pkill -TERM -P "$lane" 2>/dev/null; done
+  wait
+  for f in "$out"/.partial-*.ipynb; do
+    [ -e "$f" ] || continue
+    name="${f##*/.partial-}"
+    mv "$f" "$out/FAILED-$name" && rm -f "$out/$name"
+    echo "FAILED  interrupted  $name  (see $out/FAILED-$name)" > "$out/.status-$name"
+  done
+  for f in "$out"/.status-*; do [ -e "$f" ] && echo "  $(cat "$f")" >&2; done
+  rm -f "$out"/.status-*
+  "$py" -m lib.report "$profile" >/dev/null || echo "run_all.sh: could not write the figure index" >&2
+  exit "$code"
+}
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+
 chosen=()
 for nb in notebooks/[0-9]*.ipynb; do
   name="$(basename "$nb")"
@@ -118,6 +148,17 @@ if [ -f "$order" ]; then
     done | sort -s -k1,1nr | cut -d' ' -f2-)
 fi
 start_all=$SECONDS
+stems=()
+for nb in "${chosen[@]}"; do stems+=("$(basename "$nb" .ipynb)"); done
+# The chosen chapters that plan runs (the ledger and the mechanics chapter read none).
+mapfile -t planners < <("$py" -c "import sys; from lib.chapters import PLANS
+print('\n'.join(s for s in sys.argv[1:] if s in PLANS))" "${stems[@]}")
+if [ ${#planners[@]} -gt 0 ]; then
+  only_these=()
+  [ -n "$only" ] && for stem in "${planners[@]}"; do only_these+=(--chapter "$stem"); done
+  OMP_NUM_THREADS=$threads "$py" -m lib.runs train --profile "$profile" --workers "$lanes" "${only_these[@]}" || {
+    echo "run_all.sh: training the plan failed (see above); no notebook was rendered" >&2; exit 1; }
+fi
 trains=(); reads=()
 for nb in "${queue[@]}"; do
   if [[ " $readers " == *" $(basename "$nb" .ipynb) "* ]]; then reads+=("$nb"); else trains+=("$nb"); fi
@@ -143,6 +184,9 @@ for nb in "${chosen[@]}"; do
   [[ "$line" == ok* ]] || failed+=("$name")
   rm -f "$out/.status-$name"
 done
+# Keep what the notebooks derived from the runs (t-SNE maps, re-identification scores, ...) in the
+# results store beside the runs, and check that every run a chapter read is one the plan has.
+"$py" -m lib.runs store --profile "$profile" || failed+=("results store")
 if [ -z "$only" ] && [ ${#failed[@]} -eq 0 ] && [ "$had_cache" = no ]; then  # the next run's order (cold seconds)
   printf '%s\n' "${summary[@]}" | awk '{sub(/s$/, "", $2); print $2, $3}' > "$out/timings.tsv"
 fi

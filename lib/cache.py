@@ -1,8 +1,12 @@
 """Result cache: one folder per run under runs/, keyed by what determines its numbers.
 
-A run's key hashes its fully resolved configuration, the fingerprint of the data files it
-reads, the versions of the libraries that compute it (torch, pytorch-metric-learning, timm,
-faiss, numpy) and the *behaviour version* of each lib module on a run's path. A refactor
+A run's key hashes its identity: the fully resolved configuration (its numeric precision
+included, `train.precision`), the fingerprint of the data files it reads and the *behaviour
+version* of each lib module on a run's path. Where and with what it ran (device, threads, the
+versions of torch, pytorch-metric-learning, timm, faiss and numpy, the commit, the seconds) is its
+*provenance*: recorded with the result and shown beside its numbers, but not part of the key, so
+a run trained on a GPU and one trained on a CPU in the same precision answer the same question
+(a cached number is one draw of its seed: see README, "Threads change the numbers"). A refactor
 (a rename, a moved function, a comment) keeps every cached run; a change that can alter a
 number bumps its module's version in lib/behaviour.json, which changes the key.
 tests/test_cache_key.py fails when a module's code changes and its entry was not updated:
@@ -39,7 +43,9 @@ REPO_ROOT = LIB_DIR.parent
 BEHAVIOUR_FILE = LIB_DIR / "behaviour.json"
 # The libraries whose versions can change a number.
 LIBRARIES = ("torch", "pytorch-metric-learning", "timm", "faiss-cpu", "numpy")
-STALE_TEMP_SECONDS = 60  # a temporary file older than this belongs to a killed writer
+# A temporary file in a run's folder older than this belongs to a killed writer. RunDir.start runs
+# under the run's lock (lib.train), where no other process writes that folder, so every one is.
+STALE_TEMP_SECONDS = 0
 
 
 def runs_dir() -> Path:
@@ -87,17 +93,62 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def run_key(config: dict, data_fingerprint: str = "") -> str:
-    payload = json.dumps({"config": config, "data": data_fingerprint, "libraries": library_versions(),
-                          "behaviour": {m: e["version"] for m, e in sorted(behaviour().items())}},
+def behaviour_versions() -> dict[str, int]:
+    return {m: e["version"] for m, e in sorted(behaviour().items())}
+
+
+def run_key(config: dict, data_fingerprint: str = "", versions: dict[str, int] | None = None) -> str:
+    """The hash of a run's identity: its key config, its data and the behaviour versions
+    (this checkout's, or `versions` to re-derive a stored row's key from what it recorded)."""
+    payload = json.dumps({"config": config, "data": data_fingerprint,
+                          "behaviour": behaviour_versions() if versions is None else dict(sorted(versions.items()))},
                          sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def commit() -> str:
+    """This checkout's commit (with '+dirty' when it has uncommitted changes), or 'unknown'."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head + ("+dirty" if dirty else "")) if head else "unknown"
+
+
+def provenance(device: "torch.device") -> dict:
+    """Where and with what a run is made: not part of its key, shown beside its numbers."""
+    import platform
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()}, {os.cpu_count()} cores"
+    return {"device": f"{device.type}: {name}", "threads": torch.get_num_threads(),
+            "libraries": library_versions(), "commit": commit(), "host": platform.node(),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _umask() -> int:
+    """This process's umask, read from /proc where it can be (no other thread sees it change)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # the mode open() would give, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -170,8 +221,9 @@ class RunDir:
         """`config` is recorded in config.json; the key hashes `key_config` (RunConfig.key_dict),
         or `config` itself when not given."""
         self.config = config
+        self.key_config = config if key_config is None else key_config
         self.data_fingerprint = data_fingerprint
-        self.key = run_key(config if key_config is None else key_config, data_fingerprint)
+        self.key = run_key(self.key_config, data_fingerprint)
         self.path = runs_dir() / self.key
 
     def file(self, name: str) -> Path:
@@ -183,7 +235,8 @@ class RunDir:
 
     def load_result(self) -> tuple[dict, "Any"] | None:
         """(metrics, history DataFrame) of a finished run, or None when the run is not finished
-        or any of its result files cannot be read: such a run is recomputed, never served."""
+        or any of its result files cannot be read, or they do not name this run's key, or the
+        history or metrics are empty: such a run is recomputed, never served."""
         import pandas as pd
 
         if not self.file("complete.json").exists():
@@ -192,8 +245,12 @@ class RunDir:
             stamp = read_json(self.file("complete.json"))
             metrics = read_json(self.file("metrics.json"))
             history = read_json(self.file("history.json"))
-            if stamp.get("key") != self.key or not isinstance(metrics, dict) or not isinstance(history, list):
-                raise ValueError("inconsistent result files")
+            if not isinstance(stamp, dict) or stamp.get("key") != self.key:
+                raise ValueError("complete.json names another run")
+            if not isinstance(metrics, dict) or metrics.get("key") != self.key:
+                raise ValueError("metrics.json is missing or names another run")
+            if not isinstance(history, list) or not history:
+                raise ValueError("the epoch history is empty")
             if self.config.get("eval", {}).get("save_embeddings") and not self._arrays_readable():
                 raise ValueError("embeddings.npz unreadable")
         except (OSError, ValueError) as exc:
@@ -231,34 +288,51 @@ class RunDir:
         for tmp in self.path.glob(".*.tmp"):  # left by a writer killed mid-write
             if now - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
                 tmp.unlink(missing_ok=True)
-        write_json(self.file("config.json"), {"config": self.config, "data_fingerprint": self.data_fingerprint,
+        write_json(self.file("config.json"), {"config": self.config, "key_config": self.key_config,
+                                              "data_fingerprint": self.data_fingerprint,
                                               "libraries": library_versions(), "behaviour": behaviour()})
         self.file("failed.json").unlink(missing_ok=True)
 
     def load_checkpoint(self) -> dict | None:
+        """The run's last checkpoint, or None (train from the start) when there is none, it cannot
+        be read, or it was written for another run (a checkpoint copied in from elsewhere)."""
         path = self.file("checkpoint.pt")
         if not path.exists():
             return None
         try:  # weights_only: a planted or damaged checkpoint cannot run code, only fail to load
-            return torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or state.get("run_key") != self.key:
+                raise ValueError(f"it belongs to run {state.get('run_key') if isinstance(state, dict) else '?'}")
+            return state
         except Exception as exc:
-            print(f"cache: checkpoint of run {self.key} cannot be read ({type(exc).__name__}); "
+            print(f"cache: checkpoint of run {self.key} cannot be used ({type(exc).__name__}: {exc}); "
                   "training from the start", file=sys.stderr)
             path.unlink(missing_ok=True)
             return None
 
     def save_checkpoint(self, state: dict) -> None:
-        save_torch(self.file("checkpoint.pt"), state)
+        save_torch(self.file("checkpoint.pt"), {**state, "run_key": self.key})
 
-    def finish(self, metrics: dict, history: list[dict], arrays: dict[str, np.ndarray]) -> None:
+    def finish(self, metrics: dict, history: list[dict], arrays: dict[str, np.ndarray],
+               made_by: dict | None = None) -> None:
+        """Write the result; `complete.json` last, with the key and the run's provenance."""
         if arrays:
             save_arrays(self.file("embeddings.npz"), **arrays)
         write_json(self.file("history.json"), history)
-        write_json(self.file("metrics.json"), metrics)
-        write_json(self.file("complete.json"), {"key": self.key})
+        write_json(self.file("metrics.json"), {**metrics, "key": self.key})
+        write_json(self.file("complete.json"), {"key": self.key, "provenance": made_by or {}})
+
+    def provenance(self) -> dict:
+        """Where and with what a finished run was made ({} for one finished before this was recorded)."""
+        try:
+            stamp = read_json(self.file("complete.json"))
+        except (OSError, ValueError):
+            return {}
+        return stamp.get("provenance", {}) if isinstance(stamp, dict) else {}
 
     def fail(self, record: dict) -> None:
-        write_json(self.file("failed.json"), record)
+        """A run stopped by a NaN or infinite loss: an outcome, with its diagnostics and key."""
+        write_json(self.file("failed.json"), {**record, "key": self.key})
 
 
 def record_behaviour(bump: list[str]) -> dict[str, dict]:

@@ -1,6 +1,6 @@
 """The study's one tidy results table: a row per (chapter, data set, setting, seed).
 
-Every run a chapter makes through `Chapter.run_settings` becomes a row holding every scalar metric,
+Every run a chapter reads through `Chapter.results` becomes a row holding every scalar metric,
 the budget it trained for (epochs, steps, images seen) and its regime (backbone, pretrained or not,
 image size, the sizes of the space the loss sees and of the space retrieval uses). The chapter
 writes its rows beside the run cache (runs/tables/<profile>/<chapter>.csv) and exports them with

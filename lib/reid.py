@@ -20,11 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 import pandas as pd
 
-from lib.evaluate import map_at_k, map_at_k_per_identity
+from lib.evaluate import map_at_k, map_at_k_per_identity, squared_distances
 
 NEW = -1  # label of a query whose individual is not in the catalogue
 
@@ -115,7 +114,7 @@ def identity_distances(query: np.ndarray, catalogue: np.ndarray, catalogue_label
     ids, inverse = np.unique(catalogue_labels, return_inverse=True)
     order = np.argsort(inverse.reshape(-1), kind="stable")
     starts = np.searchsorted(inverse.reshape(-1)[order], np.arange(len(ids)))
-    sq = faiss.pairwise_distances(np.ascontiguousarray(query, np.float32), np.ascontiguousarray(catalogue, np.float32))
+    sq = squared_distances(query, catalogue)
     return ids, np.sqrt(np.maximum(np.minimum.reduceat(sq[:, order], starts, axis=1), 0.0))
 
 

@@ -1,8 +1,13 @@
 """What a chapter notebook needs in its first cells: its profile, its runs, its figures.
 
     ch = Chapter("00_quickstart", profile)          # profile comes from papermill
-    results = ch.run_settings({"semi-hard": ch.config("omniglot")})  # cached runs, one per seed, recorded
+    ch.planned({"semi-hard": ch.config("omniglot")})  # what the chapter's plan declares (lib.runs.plan)
+    results = ch.results({"semi-hard": ch.config("omniglot")})  # the finished runs, one per seed, recorded
     ch.save(fig, "diagnostics")                     # figures/<profile>/00_quickstart-diagnostics.{png,svg}
+
+A chapter never trains: `results` reads the run cache, then the committed results store
+(results/<profile>/), and raises `NotTrained` for a run that is in neither
+(`python -m lib.runs train --profile P` trains the plan).
 """
 from __future__ import annotations
 
@@ -14,9 +19,12 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
-from lib import records, train
-from lib.cache import write_json
+from lib import confirmatory, records, train
+from lib.cache import read_json, write_json
 from lib.config import REPO_ROOT, ConfigError, Profile, RunConfig, load_profile
+from lib.results import RunResult
+from lib.runs.plan import NotTrained, PlannedRun
+from lib.runs.store import Store
 
 
 def check_checkout() -> None:
@@ -35,12 +43,17 @@ class Chapter:
     def __init__(self, name: str, profile: str = "quick", overrides: dict | None = None):
         check_checkout()
         self.name = name
+        self.overrides = overrides
         self.profile: Profile = load_profile(profile, overrides)
         self.settings = self.profile.chapter(name)
         self.seeds = list(self.profile.seeds)
+        # the confirmatory family's arms (params/confirmatory.yaml) run on their declared seeds too
+        self.declared_seeds = confirmatory.declared_seeds(self.profile.name, name)
         self.figure_dir = REPO_ROOT / "figures" / self.profile.name
         self.figure_dir.mkdir(parents=True, exist_ok=True)
         self.records: dict[tuple, dict] = {}  # (dataset, setting, seed) -> row of lib.records
+        self._store: Store | None = None
+        self.planning = False  # set while a plan reads earlier stages: the per-seed table is not written
 
     @property
     def dataset(self) -> str:
@@ -53,27 +66,59 @@ class Chapter:
         chapter_layer = self.settings.get("runs", {}).get(dataset, {})
         return self.profile.run_config(dataset, chapter_layer, *layers, **dotted)
 
-    def run(self, config: RunConfig, **kwargs) -> train.RunResult | Diverged:
-        """A cached run; a run whose loss became NaN is returned as `Diverged`, an outcome to report."""
-        try:
-            return train.run(config, **kwargs)
-        except train.TrainingDiverged as exc:
-            return Diverged(config, str(exc))
-
-    def run_settings(self, settings: dict[str, RunConfig], seeds: list[int] | None = None,
-                     **kwargs) -> dict[str, list]:
-        """Every setting over the profile's seeds (or `seeds`), each run recorded in the chapter's
-        per-seed table (`lib.records`) under its setting name."""
-        out = {}
+    def planned(self, settings: dict[str, RunConfig], seeds: list[int] | None = None) -> list[PlannedRun]:
+        """Every setting over the profile's seeds (or `seeds`), and a confirmatory arm also over its
+        declared seeds, as entries of the plan."""
+        out = []
         for name, cfg in settings.items():
-            runs = [self.run(cfg.with_overrides({"train.seed": int(s)}), **kwargs) for s in (seeds or self.seeds)]
-            for result in runs:
-                self.record(name, result)
-            out[name] = runs
+            declared = self.declared_seeds.get((cfg.data.name, name), ())
+            for seed in sorted({*(seeds or self.seeds), *declared}):
+                run = cfg.with_overrides({"train.seed": int(seed)})
+                out.append(PlannedRun(self.name, name, run.data.name, int(seed), run, train.run_dir_for(run).key))
+        return out
+
+    def result(self, config: RunConfig) -> RunResult | Diverged | None:
+        """A finished run from the run cache, else from the results store; None when neither has it.
+        A run whose loss became NaN is returned as `Diverged`, an outcome to report."""
+        run_dir = train.run_dir_for(config)
+        cached = run_dir.load_result()
+        if cached is not None:
+            return RunResult(config, run_dir.key, run_dir.path, *cached, provenance=run_dir.provenance())
+        failed = run_dir.file("failed.json")
+        if failed.exists() and read_json(failed).get("key") == run_dir.key:
+            return Diverged(config, read_json(failed).get("error", "diverged"))
+        stored = self.store.get(run_dir.key)
+        if stored is None:
+            return None
+        if stored.metrics.get("diverged"):
+            return Diverged(config, stored.metrics.get("error", "diverged"))
+        return RunResult(config, stored.key, None, stored.metrics, stored.history, provenance=stored.provenance)
+
+    def results(self, settings: dict[str, RunConfig], seeds: list[int] | None = None) -> dict[str, list]:
+        """Every setting's finished runs over the profile's seeds (or `seeds`), each recorded in the
+        chapter's per-seed table (`lib.records`) under its setting name. Trains nothing: a run with
+        no result raises NotTrained, naming the command that trains the plan."""
+        wanted = self.planned(settings, seeds)
+        found = {run.key: self.result(run.config) for run in wanted}
+        missing = [run for run in wanted if found[run.key] is None]
+        if missing:
+            raise NotTrained(missing, self.profile.name)
+        out: dict[str, list] = {}
+        for run in wanted:
+            self.record(run.setting, found[run.key])
+            out.setdefault(run.setting, []).append(found[run.key])
         self.save_records()
         return out
 
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.profile.name)
+        return self._store
+
     def save_records(self) -> pd.DataFrame:
+        if self.planning:
+            return self.table()
         return records.write(list(self.records.values()), self.profile.name, self.name)
 
     def record(self, setting: str, result, extra: dict | None = None) -> None:
@@ -109,6 +154,32 @@ class Chapter:
         """figures/<profile>/<chapter>-<name>.csv: the numbers behind a verdict, for the claims ledger."""
         table.to_csv(self.figure_dir / f"{self.name}-{name}.csv")
 
+    def provenance(self, plan) -> str:
+        """The header table of where this chapter's numbers were made: its planned runs (its module's
+        `plan`) grouped by precision, device, threads and library versions, with the commits and
+        minutes of training. Provenance is not part of a run's key; this is where a reader sees it."""
+        planning, self.planning = self.planning, True
+        try:
+            runs = [run for stage in plan(self) for run in stage]
+        finally:
+            self.planning = planning
+        rows: dict[tuple, dict] = {}
+        for run in runs:
+            found = self.result(run.config)
+            made = getattr(found, "provenance", {}) or {}
+            libraries = made.get("libraries", {})
+            group = (run.config.train.precision, made.get("device", "not recorded"), made.get("threads", "?"),
+                     libraries.get("torch", "?"), libraries.get("pytorch-metric-learning", "?"))
+            row = rows.setdefault(group, {"runs": 0, "minutes": 0.0, "commits": set()})
+            row["runs"] += 1
+            row["minutes"] += float(getattr(found, "metrics", {}).get("train_seconds", 0.0)) / 60
+            row["commits"].add(made.get("commit", "?"))
+        lines = ["| runs | precision | device | threads | torch | pytorch-metric-learning | commit | training minutes |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['runs']} | {g[0]} | {g[1]} | {g[2]} | {g[3]} | {g[4]} | {', '.join(sorted(r['commits']))} | "
+                  f"{r['minutes']:.1f} |" for g, r in rows.items()]
+        return "**Where these numbers were made** (each run's provenance, not part of its key):\n\n" + "\n".join(lines)
+
     def describe(self, cfg: RunConfig | None = None) -> str:
         """One line saying what the numbers below are worth, for the top of a notebook."""
         cfg = cfg or self.config()
@@ -121,6 +192,26 @@ class Chapter:
     def describe_datasets(self, *layers: dict) -> str:
         """`describe` for each data set the chapter trains on (its `datasets`), `layers` applied."""
         return "\n\n".join(self.describe(self.config(ds, *layers)) for ds in self.settings["datasets"])
+
+
+def planned_walk(ch: Chapter, walk):
+    """For a chapter's plan: each batch of runs a walk yields ((settings, seeds) before it reads
+    them) as plan entries; returns the walk's value once it has read them all."""
+    while True:
+        try:
+            settings, seeds = next(walk)
+        except StopIteration as stop:
+            return stop.value
+        yield ch.planned(settings, seeds)
+
+
+def walk_through(walk):
+    """For an analysis: the value of a walk (which reads each batch of runs it yields itself)."""
+    while True:
+        try:
+            next(walk)
+        except StopIteration as stop:
+            return stop.value
 
 
 def divide_setting(ch: Chapter, dataset: str, clusters: int, recluster_every: int) -> RunConfig:

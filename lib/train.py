@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 from lib import data as data_lib
 from lib import scoring
-from lib.cache import RunDir
+from lib.cache import RunDir, provenance
 from lib.config import ConfigError, RunConfig, load_profile, parse_assignment
 from lib.results import RunResult
 from lib.splits import Splits
@@ -67,7 +67,7 @@ def _train(cfg: RunConfig, run_dir: RunDir, trainer: Trainer, rank: int, world: 
     metrics = {**metrics, **_training_summary(history), "train_steps": steps,
                "train_images_seen": steps * cfg.train.batch_size, "key": run_dir.key}
     arrays = _arrays(trainer, test_emb, test_loss_side) if cfg.eval.save_embeddings else {}
-    run_dir.finish(metrics, history, arrays)
+    run_dir.finish(metrics, history, arrays, provenance(trainer.device))
     if world > 1:
         dist.barrier()
     return RunResult(cfg, run_dir.key, run_dir.path, metrics, pd.DataFrame(history), arrays or None)
@@ -131,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as exc:
         print(f"diverged: {exc}", file=sys.stderr)
         return 3
+    except OSError as exc:  # a read-only or full run cache: one line (a cached run is still served above)
+        print(f"error: cannot write {exc.filename or 'the run cache'} ({exc.strerror or exc}); "
+              "set METRIC_RUNS to a writable folder", file=sys.stderr)
+        return 2
     if dist_info()[0] == 0:
         shown = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, bool))}
         print(f"run {result.key} -> {result.path}")

@@ -25,7 +25,7 @@ from lib import data as data_lib
 from lib import divide
 from lib.augment import make_augment
 from lib.batching import check_sampler, iterate_batches, make_batches
-from lib.cache import RunDir, library_versions, memoized
+from lib.cache import RunDir, library_versions, memoized, provenance
 from lib.components import build_distance, build_loss, build_miner, build_optimizer, build_scheduler
 from lib.config import ConfigError, RunConfig
 from lib.diagnostics import EpochStats, Recorder, count_tuples
@@ -128,8 +128,8 @@ class Trainer:
         return x.contiguous(memory_format=self.memory_format)
 
     def autocast(self):
-        if self.cuda and self.cfg.train.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.cfg.train.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def train_epoch(self, epoch: int) -> dict:
@@ -342,7 +342,7 @@ class Trainer:
                 record = self.train_epoch(epoch)
             except TrainingDiverged as exc:
                 if run_dir is not None and self.rank == 0:
-                    run_dir.fail({"error": str(exc), "history": history})
+                    run_dir.fail({"error": str(exc), "history": history, "provenance": provenance(self.device)})
                 raise
             last = epoch == cfg.train.epochs - 1
             if validate is not None and self.rank == 0 and (last or (epoch + 1) % cfg.eval.every == 0):

@@ -36,7 +36,7 @@ step tests "$python" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/t
 step bench_train "$python" bench/bench_train.py --set train.device=cuda --steps 100
 step throughput_bf16 "$python" bench/bench_throughput.py --device cuda --synthetic-only --steps 30
 step throughput_fp32 "$python" bench/bench_throughput.py --device cuda --synthetic-only --steps 30 \
-  --set train.amp=false --set train.channels_last=false
+  --set train.precision=fp32 --set train.channels_last=false
 if [ -f "${METRIC_DATA:-data}/beluga/beluga_whaledo_max256.zip" ]; then
   step throughput_jpeg "$python" bench/bench_throughput.py --device cuda --steps 30 --workers 12
 fi

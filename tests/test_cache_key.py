@@ -11,6 +11,7 @@ from lib.config import KEY_NEUTRAL, load_profile
 NOT_ON_THE_NUMBERS_PATH = {"cache", "results", "errors"}  # keying, reading results, exception types
 
 
+@pytest.mark.slow
 def test_every_module_on_a_runs_path_has_a_behaviour_version():
     # A fresh interpreter: lib.train imports every module a run uses, and nothing else.
     probe = "import sys, lib.train; print(' '.join(n.split('.')[1] for n in sys.modules if n.startswith('lib.')))"
@@ -65,14 +66,35 @@ def test_a_rename_or_move_keeps_the_key_and_a_behaviour_change_alters_it(lib_cop
     assert _key() != before
 
 
-def test_the_key_follows_config_data_and_library_versions(monkeypatch):
+def test_the_key_follows_config_precision_data_and_behaviour_not_provenance(monkeypatch):
+    """Identity is the config (its effective precision included), the data and the behaviour
+    versions; the library versions are provenance, recorded beside the result, not hashed."""
     cfg = load_profile("smoke").run_config("omniglot")
     key = cache.run_key(cfg.to_dict(), "data-a")
     assert cache.run_key(cfg.with_overrides({"optim.lr": 0.01}).to_dict(), "data-a") != key
+    assert cache.run_key(cfg.with_overrides({"train.precision": "bf16"}).to_dict(), "data-a") != key
     assert cache.run_key(cfg.to_dict(), "data-b") != key
+    assert cache.run_key(cfg.to_dict(), "data-a", {**cache.behaviour_versions(), "train": 99}) != key
     other = {**cache.library_versions(), "torch": "0.0"}
     monkeypatch.setattr(cache, "library_versions", lambda: other)
-    assert cache.run_key(cfg.to_dict(), "data-a") != key
+    assert cache.run_key(cfg.to_dict(), "data-a") == key
+
+
+@pytest.mark.slow
+def test_effective_precision_is_what_the_trainer_computes_in(tmp_path, monkeypatch):
+    """`train.precision` is not a wish that a device may ignore: bf16 autocasts on the CPU too, and
+    fp32 never does, so the precision a key names is the one its numbers came from."""
+    import torch
+
+    from lib.trainer import Trainer
+
+    monkeypatch.setenv("METRIC_RUNS", str(tmp_path))
+    cfg = load_profile("smoke").run_config("omniglot").with_overrides(
+        {"train.device": "cpu", "train.epochs": 1, "train.steps_per_epoch": 1})
+    with Trainer(cfg.with_overrides({"train.precision": "bf16"}), progress=False).autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with Trainer(cfg, progress=False).autocast():
+        assert not torch.is_autocast_enabled("cpu")
 
 
 @pytest.mark.parametrize("path", sorted(KEY_NEUTRAL))

@@ -45,20 +45,20 @@ def test_cuda_forward_matches_cpu_in_fp32(channels_last):
 
 
 def test_trainer_uses_bf16_autocast_and_channels_last_on_cuda():
-    trainer = trainer_lib.Trainer(tiny(), progress=False)
+    trainer = trainer_lib.Trainer(tiny(train__precision="bf16"), progress=False)
     assert trainer.cuda and trainer.device.type == "cuda"
     weight = next(p for p in trainer.model.parameters() if p.dim() == 4)
     assert weight.is_contiguous(memory_format=torch.channels_last)
     with trainer.autocast():
         assert torch.is_autocast_enabled("cuda")
         assert torch.get_autocast_dtype("cuda") == torch.bfloat16
-    fp32 = trainer_lib.Trainer(tiny(train__amp=False), progress=False)
+    fp32 = trainer_lib.Trainer(tiny(train__precision="fp32"), progress=False)
     with fp32.autocast():
         assert not torch.is_autocast_enabled("cuda")
 
 
 def test_amp_training_on_cuda_learns(runs):
-    result = train.run(tiny(train__steps_per_epoch=20), progress=False)
+    result = train.run(tiny(train__steps_per_epoch=20, train__precision="bf16"), progress=False)
     assert np.isfinite(result.history.loss).all()
     assert np.isfinite(result.arrays["test_embeddings"]).all()
     chance = 1 / len(np.unique(result.arrays["test_labels"]))

@@ -203,6 +203,7 @@ def test_oneshot_runs_come_from_the_evaluation_set(shared_data, omniglot):
 # --------------------------------------------------------------------------- beluga
 
 
+@pytest.mark.slow
 def test_beluga_counts_and_whale_disjoint_split(beluga):
     train, test = beluga.train, beluga.test
     assert len(train) + len(test) == 5902 and train.num_classes + test.num_classes == 788
@@ -480,6 +481,7 @@ def test_extract_is_atomic(tmp_path):
 # --------------------------------------------------------------------------- cache
 
 
+@pytest.mark.slow
 def test_cache_makes_the_second_load_fast_and_identical(tmp_path, shared_data, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("METRIC_CACHE", str(cache))

@@ -507,3 +507,55 @@ def test_collapse_test_is_scale_free_and_tells_contraction_from_collapse():
     # Identity information gone (labels shuffled against the points): collapsed at any scale.
     assert flags(rng.normal(size=(200, 16)))[0]
     assert flags(np.outer(rng.normal(size=200), np.ones(16)))[0]  # one direction left
+
+
+# ---------------------------------------------------------------- the torch backend (CUDA, or no faiss)
+@pytest.mark.parametrize("exclude_self", [False, True])
+def test_the_torch_neighbour_search_is_faiss_s_exact_search(monkeypatch, exclude_self):
+    """On a GPU, or without faiss, k-NN runs in torch: the same neighbours, the same distances."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(700, 24)).astype(np.float32)
+    monkeypatch.setenv("METRIC_NEIGHBOURS", "faiss")
+    want = ev.knn(x, x, 9, exclude_self=exclude_self)
+    monkeypatch.setenv("METRIC_NEIGHBOURS", "torch")
+    got = ev.knn(x, x, 9, exclude_self=exclude_self)
+    np.testing.assert_array_equal(got[1], want[1])
+    # a float32 |x|^2 + |y|^2 - 2<x, y> near zero leaves a few 1e-3 after the square root
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-2)
+    monkeypatch.setenv("METRIC_NEIGHBOURS", "torch")
+    torch_sq = ev.squared_distances(x[:50], x)
+    monkeypatch.setenv("METRIC_NEIGHBOURS", "faiss")
+    np.testing.assert_allclose(torch_sq, ev.squared_distances(x[:50], x), rtol=1e-4, atol=1e-3)
+
+
+def test_the_torch_k_means_finds_separated_clusters_and_faiss_s_inertia(monkeypatch):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=20, size=(5, 8))
+    labels = np.repeat(np.arange(5), 80)
+    x = (centres[labels] + rng.normal(size=(400, 8))).astype(np.float32)
+    inertia = {}
+    for name in ("torch", "faiss"):
+        monkeypatch.setenv("METRIC_NEIGHBOURS", name)
+        assignment, centroids = ev.kmeans(x, 5, seed=1)
+        assert assignment.shape == (400,) and centroids.shape == (5, 8)
+        from sklearn.metrics import normalized_mutual_info_score
+        assert normalized_mutual_info_score(labels, assignment) == pytest.approx(1.0)
+        inertia[name] = float(((x - centroids[assignment]) ** 2).sum())
+    assert inertia["torch"] == pytest.approx(inertia["faiss"], rel=1e-3)
+
+
+def test_without_faiss_the_neighbours_come_from_torch(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_faiss(name, *args, **kwargs):
+        if name == "faiss":
+            raise ImportError("no faiss here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delenv("METRIC_NEIGHBOURS", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_faiss)
+    assert ev.backend() == "torch"
+    x = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+    assert ev.knn(x, x, 3, exclude_self=True)[1].shape == (50, 3)

@@ -33,6 +33,7 @@ def test_unnormalised_embedding():
     assert not torch.allclose(net.embed(torch.randn(4, 1, 28, 28)).norm(dim=1), torch.ones(4))
 
 
+@pytest.mark.slow
 def test_pretrained_offline_gives_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError, match="model.pretrained: false"):

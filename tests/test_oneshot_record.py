@@ -30,7 +30,7 @@ class FakeChapter:
             merged["epochs"] = layer.get("train", {}).get("epochs", merged["epochs"])
         return merged
 
-    def run_settings(self, settings):
+    def results(self, settings):
         (name, cfg), = settings.items()
         self.asked.append((name, cfg))
         runs = [RunResult(SimpleNamespace(train=SimpleNamespace(seed=seed)), f"{name}-{seed}", Path(name),

@@ -81,6 +81,7 @@ def cpu_config(name: str, root, epochs: int):
     })
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, epochs", [("paper_wu", 2), ("paper_semihard", 2), ("paper_dnc", 4)])
 def test_paper_run_starts(name, epochs, cub_root, tmp_path, monkeypatch):
     monkeypatch.setenv("METRIC_RUNS", str(tmp_path / "runs"))

@@ -199,6 +199,7 @@ def test_the_trunk_and_the_rest_are_the_whole_pretrained_network():
     assert not split.trunk.training and split.backbone.training
 
 
+@pytest.mark.slow
 def test_a_frozen_trunk_run_keeps_the_trunk_and_shares_its_views(tmp_path, monkeypatch):
     """The frozen stages (weights and BatchNorm statistics) end a run as loaded; their outputs are
     computed once (runs/derived) and a run that differs only in its loss reuses them."""

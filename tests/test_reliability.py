@@ -91,6 +91,34 @@ def test_an_unreadable_metrics_file_means_recompute(runs):
     assert (first.path / "complete.json").exists()
 
 
+def test_the_checkpoint_of_another_run_copied_into_an_unfinished_one_is_not_adopted(runs, capsys):
+    """Probe: another run's checkpoint (epochs=3, lr=1e-3) copied into an unfinished run (epochs=2,
+    lr=7e-4) was adopted: cached with the donor's recall@1 and 3 epochs of history."""
+    base = load_profile("smoke").run_config("omniglot", eval__oneshot=False, train__steps_per_epoch=2)
+    donor = train.run(base.with_overrides({"train.epochs": 3, "optim.lr": 1e-3}), progress=False)
+    cfg = base.with_overrides({"train.epochs": 2, "optim.lr": 7e-4})
+    run_dir = train.run_dir_for(cfg)
+    run_dir.path.mkdir(parents=True)
+    (run_dir.file("checkpoint.pt")).write_bytes((donor.path / "checkpoint.pt").read_bytes())
+    assert run_dir.load_checkpoint() is None
+    assert f"belongs to run {donor.key}" in capsys.readouterr().err
+    result = train.run(cfg, progress=False)
+    assert list(result.history.epoch) == [1, 2] and result.metrics["key"] == run_dir.key
+
+
+def test_a_run_folder_with_empty_metrics_and_history_is_not_served_as_complete(runs, capsys):
+    """Probe: a run folder holding `{}` metrics and `[]` history was served as complete."""
+    cfg = load_profile("smoke").run_config("omniglot", eval__oneshot=False, train__steps_per_epoch=2)
+    first = train.run(cfg, progress=False)
+    for name, empty in (("metrics.json", "{}"), ("history.json", "[]")):
+        trained = train.run(cfg, progress=False)
+        (trained.path / name).write_text(empty)
+        assert train.run_dir_for(cfg).load_result() is None
+        assert "recomputing it" in capsys.readouterr().err
+    again = train.run(cfg, progress=False)
+    assert len(again.history) == 2 and again.metrics["recall@1"] == pytest.approx(first.metrics["recall@1"])
+
+
 def test_missing_oneshot_runs_are_found_before_training(runs, tmp_path):
     shared = Path(os.environ["METRIC_DATA"]) / "omniglot"
     root = tmp_path / "data"

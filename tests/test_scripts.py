@@ -19,6 +19,8 @@ import pytest
 
 from lib.config import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # each runs a script in a subprocess
+
 VENV = Path(sys.prefix)  # the venv running the tests: installed editable from this checkout
 
 STUB_CONFIG = '''\
@@ -40,6 +42,15 @@ if __name__ == "__main__":
     path.write_text("index")
     print(path)
 '''
+# lib.runs as run_all.sh calls it: train the plan, then (after the notebooks) store; the stub
+# records each call with its time, and the probe chapters plan runs (PLANS names them).
+STUB_RUNS = '''\
+import json, sys, time
+from lib.config import REPO_ROOT
+with open(REPO_ROOT / "runs-calls.jsonl", "a") as f:
+    f.write(json.dumps({"args": sys.argv[1:], "time": time.time()}) + "\\n")
+'''
+STUB_CHAPTERS = "PLANS = {name: None for name in ('00_probe', '01_a', '02_b')}\n"
 PROBE_CELL = ("import json, os, lib\nfrom lib.config import REPO_ROOT\n"
               "print(json.dumps({'lib': os.path.realpath(lib.__file__), 'repo_root': str(REPO_ROOT), "
               "'metric_repo': os.environ.get('METRIC_REPO'), 'profile': profile}))")
@@ -69,6 +80,10 @@ def checkout(tmp_path) -> Path:
     (b / "lib" / "__init__.py").write_text("")
     (b / "lib" / "config.py").write_text(STUB_CONFIG)
     (b / "lib" / "report.py").write_text(STUB_REPORT)
+    for package, stub in (("runs", STUB_RUNS), ("chapters", STUB_CHAPTERS)):
+        (b / "lib" / package).mkdir()
+        (b / "lib" / package / "__init__.py").write_text(stub if package == "chapters" else "")
+    (b / "lib" / "runs" / "__main__.py").write_text(STUB_RUNS)
     (b / "notebooks").mkdir()
     (b / "notebooks" / "00_probe.ipynb").write_text(_notebook(PROBE_CELL))
     (b / ".venv").symlink_to(VENV)  # the shared environment, also where the scripts' default looks
@@ -108,6 +123,11 @@ def test_chapters_run_in_lanes_and_readers_wait_for_them(checkout) -> None:
     summary = result.stdout[result.stdout.index("Summary"):]
     assert [line.split()[-1] for line in summary.splitlines()[1:4]] == ["01_a.ipynb", "02_b.ipynb", "09_reader.ipynb"]
     assert "2 lane(s) of" in result.stdout
+    # The plan is trained before any chapter renders, and kept (lib.runs store) after the last.
+    calls = [json.loads(line) for line in (checkout / "runs-calls.jsonl").read_text().splitlines()]
+    assert [c["args"][0] for c in calls] == ["train", "store"]
+    assert calls[0]["args"][1:] == ["--profile", "smoke", "--workers", "2"]
+    assert calls[0]["time"] < min(a[0], b[0]) and calls[1]["time"] > reader[1]
 
     (checkout / "notebooks" / "02_b.ipynb").write_text(_notebook("raise SystemExit('broken chapter')"))
     result = subprocess.run(["bash", str(checkout / "run_all.sh"), "--profile", "smoke"], cwd=checkout.parent,
@@ -242,3 +262,114 @@ def test_one_chapter_gets_every_core_and_readers_run_with_every_core(checkout) -
         assert f"1 lane(s) of {every} thread(s)" in result.stdout
         assert (checkout / "threads-01_a.txt").read_text() == every
     assert (checkout / "threads-09_reader.txt").read_text() == every
+
+
+# --------------------------------------------------------------------------- reliability 2
+def _stub_the_plan(checkout: Path) -> None:
+    """run_all.sh asks lib.chapters which chapters plan runs, and keeps results with lib.runs:
+    stubs that plan nothing and keep nothing (unless the checkout has them already)."""
+    for rel, text in {"lib/chapters/__init__.py": "PLANS = {}\n", "lib/runs/__init__.py": "",
+                      "lib/runs/__main__.py": "import sys\nsys.exit(0)\n"}.items():
+        path = checkout / rel
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+
+
+ENV_CELL = ("import json, os\n"
+            "print(json.dumps({k: os.environ.get(k) for k in ('METRIC_DATA', 'METRIC_RUNS', 'METRIC_CACHE')}))")
+
+
+@pytest.mark.slow
+def test_relative_metric_paths_are_made_absolute_before_the_notebooks_start(checkout) -> None:
+    """Probe: `METRIC_DATA=../shared/data ./run_all.sh` failed, as the kernel runs in notebooks/;
+    `METRIC_RUNS=relruns` wrote under notebooks/, which git does not ignore."""
+    _stub_the_plan(checkout)
+    (checkout / "notebooks" / "00_probe.ipynb").write_text(_notebook(ENV_CELL))
+    (checkout.parent / "shared" / "data").mkdir(parents=True)
+    env = _env(METRIC_DATA="../shared/data", METRIC_RUNS="relruns", METRIC_CACHE="relcache")
+    result = subprocess.run(["./run_all.sh", "--profile", "smoke"], cwd=checkout, env=env,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    executed = json.loads((checkout / "reports" / "smoke" / "00_probe.ipynb").read_text())
+    text = "".join("".join(o.get("text", "")) for o in executed["cells"][-1]["outputs"])
+    seen = {k: Path(v) for k, v in json.loads(text.strip().splitlines()[-1]).items()}
+    assert all(p.is_absolute() for p in seen.values()), seen
+    assert seen["METRIC_DATA"].resolve() == (checkout.parent / "shared" / "data").resolve()
+    assert seen["METRIC_RUNS"].resolve() == checkout / "relruns"
+    assert seen["METRIC_CACHE"].resolve() == checkout / "relcache"
+    # sourced on its own (run_tests.sh), data_env.sh makes them absolute too
+    out = subprocess.run(["bash", "-c", f"source {checkout / 'scripts' / 'data_env.sh'} >/dev/null; "
+                                        "echo $METRIC_DATA; echo $METRIC_RUNS"],
+                         cwd=checkout, env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert [Path(p).resolve() for p in out] == [(checkout.parent / "shared" / "data").resolve(), checkout / "relruns"]
+
+
+def test_a_venv_with_installed_but_no_python_says_so(tmp_path) -> None:
+    """Probe: a METRIC_VENV folder with `.installed` but no python failed with rc 127 and no message."""
+    import hashlib
+
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    blob = (REPO_ROOT / "requirements.lock").read_bytes() + (REPO_ROOT / "pyproject.toml").read_bytes()
+    (venv / ".installed").write_text(hashlib.sha256(blob).hexdigest()[:16] + "\n")
+    env = {**_env(), "METRIC_VENV": str(venv)}
+    result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "setup_env.sh")], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip() == (f"setup: {venv}/.installed is there but {venv}/bin/python is not: the "
+                                     f"environment is broken; delete {venv} (or its .installed) and rerun")
+
+
+SLOW_CELL = ("import pathlib, time\n"
+             "pathlib.Path('../started').write_text('yes')\n"
+             "if pathlib.Path('../slow').exists():\n"
+             "    time.sleep(120)\n")
+STATUS_REPORT = '''\
+import sys
+from lib.config import REPO_ROOT
+if __name__ == "__main__":
+    path = REPO_ROOT / "figures" / sys.argv[1] / "index.html"
+    reports = REPO_ROOT / "reports" / sys.argv[1]
+    path.write_text(" ".join(sorted(p.name for p in reports.glob("*.ipynb"))))
+    print(path)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_all_rewrites_the_index_with_the_true_status(checkout, signal_name) -> None:
+    """Probe: SIGINT to run_all.sh renamed the report FAILED-... (good), but index.html still
+    showed the chapter as OK."""
+    import signal
+    import time
+
+    _stub_the_plan(checkout)
+    (checkout / "lib" / "report.py").write_text(STATUS_REPORT)  # the index lists the reports it finds
+    (checkout / "notebooks" / "00_probe.ipynb").unlink()
+    (checkout / "notebooks" / "01_a.ipynb").write_text(_notebook(SLOW_CELL))
+    first = subprocess.run(["bash", str(checkout / "run_all.sh"), "--profile", "smoke"], cwd=checkout.parent,
+                           env=_env(), capture_output=True, text=True, timeout=180)
+    assert first.returncode == 0, first.stdout + first.stderr
+    index = checkout / "figures" / "smoke" / "index.html"
+    assert index.read_text() == "01_a.ipynb"  # a success the index shows
+
+    (checkout / "slow").write_text("")
+    (checkout / "started").unlink()
+    run = subprocess.Popen(["bash", str(checkout / "run_all.sh"), "--profile", "smoke"], cwd=checkout.parent,
+                           env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (checkout / "started").exists():
+            assert time.time() < deadline and run.poll() is None, "the chapter never started"
+            time.sleep(0.2)
+        run.send_signal(getattr(signal, signal_name))
+        out, err = run.communicate(timeout=90)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 128 + getattr(signal, signal_name), out + err
+    assert "interrupted" in err
+    reports = checkout / "reports" / "smoke"
+    assert (reports / "FAILED-01_a.ipynb").exists() and not (reports / "01_a.ipynb").exists()
+    assert index.read_text() == "FAILED-01_a.ipynb", "the index does not show the interrupted chapter as failed"

@@ -116,6 +116,7 @@ def _cli(args, env, **kwargs):
                           capture_output=True, text=True, **kwargs)
 
 
+@pytest.mark.slow
 def test_cli_reports_a_misspelt_key(runs):
     env = {**os.environ}
     out = _cli(["smoke", "--set", "optim.lrr=0.1"], env)
@@ -123,6 +124,7 @@ def test_cli_reports_a_misspelt_key(runs):
     assert "unknown key 'optim.lrr'" in out.stderr and "valid keys here" in out.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted(runs, tmp_path):
     # Slow enough per epoch that the kill lands after the first checkpoint, before the end. On the
     # CPU, where runs are bitwise reproducible (cuDNN's autotuned kernels are not, so the losses of
@@ -161,6 +163,7 @@ def test_sigkill_then_resume_matches_uninterrupted(runs, tmp_path):
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="torch built without gloo")
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device"))])
+@pytest.mark.slow
 def test_ddp_two_processes(runs, device):
     """Two ranks under torchrun train one run: gloo on the CPU; on one GPU both ranks share it."""
     env = {**os.environ, "METRIC_RUNS": str(runs), "OMP_NUM_THREADS": "1"}
@@ -182,7 +185,7 @@ def test_validation_loss_from_one_forward_pass_equals_a_forward_per_batch(projec
     from lib import scoring
     from lib.batching import iterate_batches, make_batches
 
-    cfg = tiny(model__projector=projector, model__projector_at_test=False, train__amp=False)  # fp32 on CUDA too
+    cfg = tiny(model__projector=projector, model__projector_at_test=False, train__precision="fp32")
     trainer = trainer_lib.Trainer(cfg, progress=False)
     trainer.fit()
     split = trainer.splits.test

@@ -2,14 +2,16 @@
 confirmed on fresh seeds, and the curse-of-dimensionality hypothesis tested where retrieval happens."""
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lib import compare, plots, records
+from lib import compare, derived, plots, records
 from lib.config import ConfigError, RunConfig
 from lib.evaluate import distance_contrast
-from lib.study import Chapter, backbone_words, fmt
+from lib.study import Chapter, Diverged, backbone_words, fmt, planned_walk, walk_through
 
 KEPT_AT_TEST = "projector kept at test"  # the reference arm of the dimensionality test (256-d)
 FRESH = " (fresh seeds)"
@@ -30,12 +32,26 @@ def _summary(ch: Chapter, settings: list[str]) -> pd.DataFrame:
     return table.loc[[s for s in settings if s in table.index]]
 
 
+def plan(ch: Chapter):
+    """The chapter's runs (lib.runs.plan): the blog and its margins, the one-factor ablations, the
+    dimension arms and the pretrained regime; then the minimal fix's steps, chosen from the
+    ablations' gains; then the fix and the blog on the confirmation seeds, chosen from the steps."""
+    yield [run for arms in (margin_arms(ch), ablation_arms(ch), dimension_arms(ch), pretrained_arms(ch))
+           for run in ch.planned(arms)]
+    yield from planned_walk(ch, _fix_walk(ch, selection_gains(ch)))
+
+
+def margin_arms(ch: Chapter) -> dict[str, RunConfig]:
+    """The blog's configuration and the same with other margins."""
+    blog = ch.config(None, ch.settings["blog"])
+    return {blog_name(ch): blog, **{f"blog, margin {m}": blog.with_overrides(
+        {"loss.kwargs.margin": m, "miner.kwargs.margin": m}) for m in ch.settings["margins"]}}
+
+
 def reproduce(ch: Chapter) -> tuple[dict, pd.DataFrame]:
     """The blog's configuration and the same with other margins, over the profile's seeds."""
-    blog = ch.config(None, ch.settings["blog"])
-    arms = {blog_name(ch): blog, **{f"blog, margin {m}": blog.with_overrides(
-        {"loss.kwargs.margin": m, "miner.kwargs.margin": m}) for m in ch.settings["margins"]}}
-    results = ch.run_settings(arms)
+    arms = margin_arms(ch)
+    results = ch.results(arms)
     table = _summary(ch, list(arms))
     ch.save_table(table, "margins")
     return results, table
@@ -50,42 +66,82 @@ def symptoms(ch: Chapter, runs: list) -> None:
               ({"d_ap_mean": "d(a,p)", "d_an_mean": "d(a,n)"}, "mined distances", None),
               ({"val_loss_space_effective_rank": "space the loss sees", "val_effective_rank": "evaluated"},
                "held-out effective rank (log)", 1.5)]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
-    for ax, (columns, title, line) in zip(axes, panels):
+    ylabels = ["loss / margin", "loss / margin", "mean distance", "effective rank (log scale)"]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    axes = axes.flat
+    for ax, (columns, title, line), ylabel in zip(axes, panels, ylabels):
         for i, (col, label) in enumerate(columns.items()):
-            plots.seed_lines(ax, hist, col, label=label, color=f"C{i}")
+            plots.seed_lines(ax, hist, col, label=label, color=plots.PALETTE[i])
         if line is not None:
-            ax.axhline(line, color="red", ls=":")
+            ax.axhline(line, color=plots.MEAN, ls=":", label="d(a,p) = d(a,n)" if line == 1.0 else "collapse threshold")
         ax.set_title(title)
-        ax.set_xlabel("epoch")
-        if len(columns) > 1:
-            ax.legend(fontsize=8)
-    axes[3].set_yscale("log")
+        ax.set_ylabel(ylabel)
+        plots.epoch_axis(ax)
+        if len(ax.get_legend_handles_labels()[1]) > 1:
+            ax.legend(fontsize=8, loc="best")
+    plots.log_axis(axes[3])
+    fig.tight_layout()
     ch.save(fig, "symptoms", "The blog's runs: loss over margin, mined distances, effective rank of both spaces")
+
+
+def ablation_arms(ch: Chapter) -> dict[str, RunConfig]:
+    """Each one-factor change to the blog's configuration (the profile's `only_ablations`, else all)."""
+    S = ch.settings
+    return {n: ch.config(None, S["blog"], layer) for n, layer in S["ablations"].items()
+            if n in (S.get("only_ablations") or S["ablations"])}
+
+
+def ablation_family(ch: Chapter) -> pd.DataFrame:
+    """Each change against the blog, paired by seed, one Holm family (reads both arms' runs)."""
+    blog, changes = blog_name(ch), ablation_arms(ch)
+    ch.results({blog: ch.config(None, ch.settings["blog"]), **changes})
+    return compare.compare(ch.table(), {n: (n, blog) for n in changes}, ch.settings["metric"])
 
 
 def ablate(ch: Chapter) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each one-factor change against the blog, paired by seed, one Holm family."""
     blog, S = blog_name(ch), ch.settings
-    changes = {n: layer for n, layer in S["ablations"].items() if n in (S.get("only_ablations") or S["ablations"])}
-    ch.run_settings({name: ch.config(None, S["blog"], layer) for name, layer in changes.items()})
-    family = compare.compare(ch.table(), {n: (n, blog) for n in changes}, S["metric"])
+    changes = ablation_arms(ch)
+    family = ablation_family(ch)
     table = _summary(ch, [blog, *changes]).join(family[["diff", "low", "high", "mde", "effect"]].add_prefix("Δ "))
     ch.save_table(table, "ablation")
     return table, family
 
 
 def ablation_figure(ch: Chapter, table: pd.DataFrame) -> None:
-    metric, runs = ch.settings["metric"], ch.table()
-    order = table[f"{metric} mean"].sort_values().index
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(order) + 1))
-    for y, name in enumerate(order):
-        values = runs.loc[runs.setting == name, metric]
-        ax.scatter(values, [y] * len(values), color="C0", alpha=0.5, s=18)
-        ax.errorbar(table.loc[name, f"{metric} mean"], y, xerr=table.loc[name, f"{metric} sd"], fmt="o", color="C3")
-    ax.set_yticks(range(len(order)), order)
-    ax.set_xlabel(f"{metric} on held-out whales (dots: seeds; red: mean ± sd)")
-    ch.save(fig, "ablation", "One factor at a time: each change to the blog's configuration, per seed")
+    """Each one-factor change minus the blog, paired by seed: every seed's difference as a dot, the
+    mean difference with its Holm-corrected interval from the chapter's comparison table (`ablate`),
+    in points of the metric, against a line at zero (the blog)."""
+    metric, runs, blog = ch.settings["metric"], ch.table(), blog_name(ch)
+    changes = table.drop(index=blog, errors="ignore")
+    rows = changes[["Δ diff", "Δ low", "Δ high"]].set_axis(["diff", "low", "high"], axis=1)
+    rows = rows.sort_values("diff", ascending=False)  # the largest gain on top
+    base = records.per_seed(runs, blog, metric)
+    per_seed = {}
+    for name in rows.index:
+        change = records.per_seed(runs, name, metric)
+        per_seed[name] = np.array([change[s] - base[s] for s in sorted(change.keys() & base.keys())])
+    rows.index = [plots.wrap(n, 30) for n in rows.index]
+    per_seed = {plots.wrap(n, 30): v for n, v in per_seed.items()}
+    width = 8.5
+    fig, ax = plt.subplots(figsize=(width, max(0.55 * len(rows) + 1.8, width / 1.6)))
+    plots.paired_differences(ax, rows, per_seed)
+    ax.set_xlabel(f"{plots.metric_name(metric)} of the change minus the blog's, same seed (percentage points)\n"
+                  "small dots: seeds; large dot and bar: mean with its Holm-corrected interval; 0: the blog")
+    ax.set_ylabel("one-factor change")
+    ax.set_title(_ablation_takeaway(rows, metric), fontsize=11)
+    fig.tight_layout()
+    ch.save(fig, "ablation", "One factor at a time: each change minus the blog's configuration, paired by seed, "
+                             "with its Holm-corrected interval")
+
+
+def _ablation_takeaway(rows: pd.DataFrame, metric: str) -> str:
+    """The figure's title: how many changes' intervals lie above or below zero (computed)."""
+    if not np.isfinite(rows[["low", "high"]].to_numpy(float)).any():
+        return f"Each change minus the blog ({plots.metric_name(metric)}): too few seeds for an interval"
+    up, down = int((rows["low"] > 0).sum()), int((rows["high"] < 0).sum())
+    return (f"{up} of {len(rows)} changes raise {plots.metric_name(metric)} above the blog's, {down} lower it "
+            "(interval clear of zero)")
 
 
 def _keys(layer: dict, prefix: str = "") -> set[str]:
@@ -98,36 +154,65 @@ def _keys(layer: dict, prefix: str = "") -> set[str]:
     return keys
 
 
-def minimal_fix(ch: Chapter, ablation: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list]:
-    """Greedy on the profile's seeds, then confirmed on fresh ones.
+def minimal_fix(ch: Chapter) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+    """Greedy on the profile's seeds and on validation whales only, then confirmed on fresh seeds.
 
-    The single changes that raised the metric are added best first, one per step (a change that
+    Every choice reads the metric on validation whales (`runs.beluga.data.val_fraction` of the
+    training whales, held out from training), never the test whales. The single changes that raised
+    it are added best first, one per step (a change that
     sets a key an earlier one set is skipped), up to max_fix_steps; every step is trained, none is
     skipped for a non-significant predecessor. The fix is the step with the highest mean on the
     selection seeds, which flatters it (winner's curse), so the fix and the blog are then trained
     again on `confirmation_seeds`, which chose nothing, and compared there."""
+    return walk_through(_fix_walk(ch, selection_gains(ch)))
+
+
+def _selection(run, metric: str) -> float:
+    """The run's metric at its last validation (validation whales, held out from training)."""
+    values = run.history[f"val_{metric}"].dropna() if f"val_{metric}" in run.history else pd.Series(dtype=float)
+    return float(values.iloc[-1]) if len(values) else np.nan
+
+
+def selection_gains(ch: Chapter) -> pd.Series:
+    """Each change's mean paired gain over the blog on validation whales (what the fix is chosen on)."""
+    S, metric, blog = ch.settings, ch.settings["metric"], blog_name(ch)
+    found = ch.results({blog: ch.config(None, S["blog"]), **ablation_arms(ch)})
+    per_seed = {name: {r.config.train.seed: _selection(r, metric) for r in runs if not isinstance(r, Diverged)}
+                for name, runs in found.items()}
+    return pd.Series({name: np.nanmean([v - per_seed[blog][s] for s, v in seeds.items() if s in per_seed[blog]])
+                      for name, seeds in per_seed.items() if name != blog}, dtype=float)
+
+
+def _fix_walk(ch: Chapter, gains: pd.Series):
+    """The minimal fix as a walk that yields each batch of runs it reads ((settings, seeds), for
+    the plan) before reading them, and returns (steps table, confirmation, confirmed runs)."""
     S, metric, blog = ch.settings, ch.settings["metric"], blog_name(ch)
     fresh = [s for s in S["confirmation_seeds"] if s not in ch.seeds]
     if len(fresh) != len(S["confirmation_seeds"]):
         raise ConfigError(f"chapters.01_beluga_collapse.confirmation_seeds must be fresh: {S['confirmation_seeds']} "
                           f"overlaps the profile's seeds {ch.seeds}")
-    gains = ablation["Δ diff"].drop(blog, errors="ignore").dropna()
-    chosen, taken, steps = [], set(), []
+    gains = gains.dropna()
+    chosen, taken, steps, settings = [], set(), [], {}
     for name in gains[gains > 0].sort_values(ascending=False).index:
         if len(steps) >= S["max_fix_steps"] or _keys(S["ablations"][name]) & taken:
             continue
         chosen, taken = chosen + [name], taken | _keys(S["ablations"][name])
         setting = chosen[0] if len(chosen) == 1 else "fix: " + " + ".join(chosen)
-        ch.run_settings({setting: ch.config(None, S["blog"], *[S["ablations"][c] for c in chosen])})
+        settings[setting] = ch.config(None, S["blog"], *[S["ablations"][c] for c in chosen])
         steps.append({"step": len(chosen), "added": name, "setting": setting, "changes": list(chosen)})
     if not steps:
         return pd.DataFrame(), pd.DataFrame(), []
+    yield settings, None
+    found = ch.results(settings)
     table = pd.DataFrame(steps).set_index("step")
-    runs = ch.table()
-    table[f"{metric} (selection seeds)"] = [runs.loc[runs.setting == s, metric].mean() for s in table.setting]
-    best = table[f"{metric} (selection seeds)"].idxmax()
+    chosen_on = f"validation {metric} (selection seeds)"
+    table[chosen_on] = [np.nanmean([_selection(r, metric) for r in found[s] if not isinstance(r, Diverged)])
+                        for s in table.setting]
+    best = table[chosen_on].idxmax()
     fix = ch.config(None, S["blog"], *[S["ablations"][c] for c in table.loc[best, "changes"]])
-    confirmed = ch.run_settings({blog + FRESH: ch.config(None, S["blog"]), "minimal fix" + FRESH: fix}, seeds=fresh)
+    confirmation_arms = {blog + FRESH: ch.config(None, S["blog"]), "minimal fix" + FRESH: fix}
+    yield confirmation_arms, fresh
+    confirmed = ch.results(confirmation_arms, seeds=fresh)
     confirmation = compare.compare(ch.table(), {"minimal fix vs blog": ("minimal fix" + FRESH, blog + FRESH)}, metric)
     confirmation.insert(0, "fix", " + ".join(table.loc[best, "changes"]))
     return table.drop(columns="changes"), confirmation, confirmed["minimal fix" + FRESH]
@@ -137,23 +222,35 @@ def dimensionality(ch: Chapter) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The projector's output kept at test (what retrieval then uses), at 256-d and smaller, paired
     by seed against 256-d; and the median farthest/nearest distance ratio of each evaluated space
     beside that of random Gaussian vectors of the same dimension."""
-    S, metric = ch.settings, ch.settings["metric"]
+    metric = ch.settings["metric"]
+    every = dimension_arms(ch)
+    arms = {n: c for n, c in every.items() if n != KEPT_AT_TEST}
+    results = ch.results(every)
+    family = compare.compare(ch.table(), {n: (n, KEPT_AT_TEST) for n in arms}, metric)
+    contrast = [{"setting": name, **_contrast(r)} for name, runs in results.items() for r in runs
+                 if not isinstance(r, Diverged)]
+    return family, pd.DataFrame(contrast)
+
+
+def _contrast(run) -> dict:
+    """The run's held-out distance contrast beside that of random Gaussian vectors of its shape."""
+    def compute() -> dict:
+        e = run.arrays["test_embeddings"]
+        return {"dimension": e.shape[1], "trained": distance_contrast(e),
+                "random Gaussian": distance_contrast(np.random.default_rng(run.config.train.seed).normal(size=e.shape))}
+
+    kept = derived.of_run(run, "distance-contrast", compute, modules=("evaluate",))
+    return {k: v.item() for k, v in kept.items()}
+
+
+def dimension_arms(ch: Chapter) -> dict[str, RunConfig]:
+    """The projector kept at test (256-d, the reference) and the same at each smaller dimension."""
+    S = ch.settings
     kept = ch.config(None, S["blog"], S["ablations"][KEPT_AT_TEST]) if KEPT_AT_TEST in S["ablations"] else \
         ch.config(None, S["blog"], {"model": {"projector_at_test": True}})
     width = kept.model.projector[0]
-    arms = {f"embedding {d}, evaluated at {d}-d": kept.with_overrides({"model.projector": [width, d]})
-            for d in S["dimensions"]}
-    results = ch.run_settings({KEPT_AT_TEST: kept, **arms})
-    family = compare.compare(ch.table(), {n: (n, KEPT_AT_TEST) for n in arms}, metric)
-    rng = np.random.default_rng(0)
-    contrast = []
-    for name, runs in results.items():
-        for r in runs:
-            if "test_embeddings" in r.arrays:
-                e = r.arrays["test_embeddings"]
-                contrast.append({"setting": name, "dimension": e.shape[1], "trained": distance_contrast(e),
-                                 "random Gaussian": distance_contrast(rng.normal(size=e.shape))})
-    return family, pd.DataFrame(contrast)
+    return {KEPT_AT_TEST: kept, **{f"embedding {d}, evaluated at {d}-d": kept.with_overrides({"model.projector": [width, d]})
+                                   for d in S["dimensions"]}}
 
 
 def dimensionality_figure(ch: Chapter, contrast: pd.DataFrame) -> None:
@@ -166,13 +263,15 @@ def dimensionality_figure(ch: Chapter, contrast: pd.DataFrame) -> None:
                    label="trained, evaluated space (one dot per seed)")
     ax.set_xlabel("dimension")
     ax.set_ylabel("median farthest / nearest distance")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best")
     ch.save(fig, "dimensionality", "Distance contrast of trained embeddings against random vectors, by dimension")
 
 
 def pretrained_arms(ch: Chapter) -> dict[str, RunConfig]:
     """The blog and `pretrained.ablations`, each with the `pretrained` section's backbone overlay."""
-    S, P = ch.settings, ch.settings["pretrained"]
+    S, P = ch.settings, ch.settings.get("pretrained")
+    if not P:
+        return {}
     return {PRETRAINED + blog_name(ch): ch.config(None, S["blog"], P["backbone"]),
             **{PRETRAINED + n: ch.config(None, S["blog"], S["ablations"][n], P["backbone"]) for n in P["ablations"]}}
 
@@ -187,7 +286,7 @@ def pretrained_regime(ch: Chapter, ablation: pd.DataFrame) -> tuple[pd.DataFrame
     if not S.get("pretrained"):
         return pd.DataFrame(), pd.DataFrame()
     P, arms = S["pretrained"], pretrained_arms(ch)
-    ch.run_settings(arms)
+    ch.results(arms)
     changes = compare.compare(ch.table(), {PRETRAINED + n: (PRETRAINED + n, PRETRAINED + blog)
                                            for n in P["ablations"]}, metric) if P["ablations"] else pd.DataFrame()
     against_scratch = compare.compare(ch.table(), {PRETRAINED + blog: (PRETRAINED + blog, blog)}, metric)
@@ -212,31 +311,38 @@ def pretrained_verdict(ch: Chapter, table: pd.DataFrame, found: pd.DataFrame) ->
              f"evaluated features on {int(b.collapsed.sum())} of {len(b)} (effective rank {b['effective_rank'].mean():.1f})."]
     changes = found.drop(index=PRETRAINED + blog)
     if len(changes):
-        helped = changes[changes.effect == compare.EFFECT["helps"]]
         scratch = table.loc[changes.index, "Δ from scratch"]
         same = int((np.sign(changes["diff"]) == np.sign(scratch)).sum())
-        lines.append(f"Each change against the pretrained blog (paired by seed, Holm-corrected over {len(changes)}): " + (
-            "; ".join(f"{n.removeprefix(PRETRAINED)} {compare.sentence(r)}" for n, r in helped.iterrows())
-            + " lie above zero" if len(helped) else
-            f"none has a corrected interval above zero; {compare.detectable(float(changes['mde'].min()))}") +
-            f". {same} of {len(changes)} changes move {metric} the same way as they do from scratch.")
+        lines.append(f"Each change against the pretrained blog (paired by seed, Holm-corrected over {len(changes)}): "
+                     + "; ".join(f"{n.removeprefix(PRETRAINED)}: {compare.said(r)}" for n, r in changes.iterrows())
+                     + f". {same} of {len(changes)} changes move {metric} the same way as they do from scratch.")
     return " ".join(lines)
 
 
 def _judged(row: pd.Series) -> str:
-    """A comparison's difference and effect, with its minimum detectable effect when none is detected."""
-    text = f"{compare.sentence(row)}, {row['effect']}"
-    return text if row["effect"] != compare.EFFECT["none"] else f"{text}; {compare.detectable(float(row['mde']))}"
+    """A comparison at its level and where its interval lies (`lib.compare.said`, the one voice), with
+    the effect these seeds would detect when it includes zero."""
+    return compare.said(row)
+
+
+def _ledger_verdicts(ch: Chapter) -> dict[tuple[str, str], str]:
+    """{(a, b): the claims ledger's verdict sentence, word for word} for this chapter's judged arms."""
+    from lib import ledger
+    return {(c.a, c.b): said for c, _, said in ledger.chapter_verdicts(ch)}
 
 
 def tsne_figure(ch: Chapter, blog_runs: list, fixed_runs: list) -> None:
     views = [("blog, space the loss sees", blog_runs[0], "test_loss_space_embeddings"),
              ("blog, evaluated features", blog_runs[0], "test_embeddings"),
              ("minimal fix", fixed_runs[0], "test_embeddings")]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, axes = plots.panel_grid(len(views), ncols=2, figsize=(10, 9.5))
     for ax, (name, r, key) in zip(axes, views):
-        if key in r.arrays:
-            plots.tsne(r.arrays[key], r.arrays["test_labels"], ax, max_points=ch.settings["tsne_points"], title=name)
+        points = ch.settings["tsne_points"]
+        kept = derived.of_run(r, "tsne", lambda r=r, key=key: plots.tsne_map(
+            r.arrays[key], r.arrays["test_labels"], max_points=points) if key in r.arrays else {},
+            params={"array": key, "points": points, "seed": 0, "openTSNE": version("openTSNE")}, modules=("plots",))
+        if kept:
+            plots.draw_map(ax, kept["z"], kept["labels"], title=name)
         else:
             ax.set_visible(False)
     fig.suptitle("t-SNE of held-out whales (the 12 most photographed in colour)")
@@ -262,24 +368,27 @@ def verdict(ch: Chapter, margins: pd.DataFrame, family: pd.DataFrame, confirmati
     lines.append(f"**Margins.** Margins {', '.join(map(str, values))} differ by at most {spread * 100:.1f} points of {metric}: "
                  "a hard triplet already has d(a,n) < d(a,p), so its loss is non-zero and its gradient the same "
                  "whatever the margin.")
-    helped = family[family.effect == compare.EFFECT["helps"]].sort_values("diff", ascending=False)
+    ordered = family.sort_values("diff", ascending=False)
     lines.append(f"**Causes** (each change against the blog, paired by seed, Holm-corrected over {len(family)} "
-                 "changes). " + ("Changes whose corrected interval lies above zero: " + "; ".join(
-                     f"{n} ({compare.sentence(r)})" for n, r in helped.iterrows()) + "." if len(helped) else
-                     f"No change has a corrected interval above zero; {compare.detectable(family['mde'].min())}."))
+                 "changes): " + "; ".join(f"{n}: {compare.said(r)}" for n, r in ordered.iterrows()) + ".")
+    ruled = _ledger_verdicts(ch)
     if len(confirmation):
         c = confirmation.iloc[0]
-        lines.append(f"**Minimal fix.** Chosen on the selection seeds {ch.seeds}: {c['fix']}. On the fresh seeds "
+        said = ruled.get(("minimal fix" + FRESH, blog + FRESH))
+        lines.append(f"**Minimal fix.** Chosen on validation whales (held out from training) of the selection seeds "
+                     f"{ch.seeds}, never on the test whales: {c['fix']}. On the test whales of the fresh seeds "
                      f"{ch.settings['confirmation_seeds']}, which chose nothing, it changes {metric} by "
-                     f"{compare.sentence(c)}: {'confirmed' if c['effect'] == compare.EFFECT['helps'] else 'not confirmed'}.")
+                     f"{compare.said(c)}." + (f" **The ledger's verdict:** {said}." if said else ""))
     lines.append(_dimension_sentence(dims, contrast, metric))
+    lines += [f"**The ledger's verdict** on the blog's hypothesis ({a} against {b}): {said}."
+              for (a, b), said in ruled.items() if b == KEPT_AT_TEST]
     if ch.profile.name == "smoke":
         lines.append("*Smoke profile: these numbers are meaningless; the sentences above only prove the chain runs.*")
     return "\n\n".join(lines)
 
 
 def _dimension_sentence(dims: pd.DataFrame, contrast: pd.DataFrame, metric: str) -> str:
-    parts = [f"{n}: {compare.sentence(r)}, {r['effect']}; {compare.detectable(r['mde'])}" for n, r in dims.iterrows()]
+    parts = [f"{n}: {compare.said(r)}" for n, r in dims.iterrows()]
     text = ("**The blog's hypothesis.** Shrinking the embedding that retrieval uses (against 256-d kept at test): "
             + "; ".join(parts) + ".")
     if len(contrast):

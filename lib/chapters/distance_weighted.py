@@ -14,10 +14,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lib import cache, geometry, plots, records, train
-from lib.compare import compare, detectable, sentence
+from lib import derived, geometry, plots, records, train
+from lib.compare import compare
 from lib.config import RunConfig
-from lib.study import Chapter, backbone_words, fmt
+from lib.study import Chapter, Diverged, backbone_words, fmt
 
 SEMI = "semi-hard triplet"
 SEMI_MARGIN = "margin loss, semi-hard sampling"
@@ -47,11 +47,20 @@ WHOLE_NETWORK = ", pretrained, whole network fine-tuned"
 LAKE_ANCHORS = {"people": 0.955, "Bayesian Program Learning": 0.967, "a convolutional network": 0.865}
 
 
+def plan(ch: Chapter):
+    """The chapter's runs (lib.runs.plan): every method on every data set, and the pretrained arms."""
+    yield [run for ds in ch.settings["datasets"] for run in ch.planned(method_arms(ch, ds))] + \
+        ch.planned(pretrained_arms(ch))
+
+
+def method_arms(ch: Chapter, dataset: str) -> dict[str, RunConfig]:
+    return {name: ch.config(dataset, layer) for name, layer in ch.settings["methods"].items()}
+
+
 def run_methods(ch: Chapter) -> dict[str, dict[str, list]]:
     """{dataset: {method: runs}}: every method over the profile's seeds, recorded in the per-seed
     table with the share of anchors the distance-weighted miner found without a usable negative."""
-    results = {ds: ch.run_settings({name: ch.config(ds, layer) for name, layer in ch.settings["methods"].items()})
-               for ds in ch.settings["datasets"]}
+    results = {ds: ch.results(method_arms(ch, ds)) for ds in ch.settings["datasets"]}
     for by_method in results.values():
         for name in (WU, PML):
             for result in by_method.get(name, []):
@@ -77,23 +86,36 @@ def sphere_density_figure(ch: Chapter, results: dict) -> plt.Figure:
     """q(d) against sampled distances for each of the chapter's dimensions, and the held-out
     embeddings of the first seed's Wu model on Omniglot in the panel of their own dimension."""
     dims = ch.settings["sphere_dims"]
-    fig, axes = plt.subplots(1, len(dims), figsize=(3.6 * len(dims), 3.2))
+    ncols = 2 if len(dims) > 2 else len(dims)
+    fig, axes = plots.panel_grid(len(dims), ncols=ncols, figsize=(5 * ncols, 3.4 * -(-len(dims) // ncols) + 0.4))
     grid = np.linspace(0.001, 1.999, 400)
-    wu_runs = results.get("omniglot", {}).get(WU, [])
-    trained = getattr(wu_runs[0], "arrays", {}).get("test_embeddings") if wu_runs else None
+    wu_runs = [r for r in results.get("omniglot", {}).get(WU, []) if not isinstance(r, Diverged)]
+    trained = trained_distances(wu_runs[0]) if wu_runs else None
     for ax, n in zip(axes, dims):
         ax.hist(geometry.random_sphere_distances(n, points=1500), bins=60, density=True, color="lightgrey",
                 label="random unit vectors")
         ax.plot(grid, geometry.sphere_distance_density(grid, n), color="C0", label="q(d), analytic")
-        if trained is not None and trained.shape[1] == n:
-            ax.hist(geometry.pairwise_distances(trained, points=1500), bins=60, density=True, histtype="step",
-                    color="C3", lw=1.5, label="trained (Wu, Omniglot)")
+        if trained is not None and int(trained["dimension"]) == n:
+            ax.stairs(trained["density"], trained["edges"], color=plots.MEAN, lw=1.5, label="trained (Wu, Omniglot)")
         ax.set_title(f"n = {n}")
         ax.set_xlabel("distance d")
-    axes[0].set_ylabel("density")
-    axes[-1].legend(fontsize=7)
+        ax.set_ylabel("density")
+    axes[-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
+
+
+def trained_distances(run) -> dict[str, np.ndarray]:
+    """The density of pairwise distances between 1,500 of a run's held-out embeddings (normalised),
+    on 60 bins over [0, 2], and the embedding's dimension (kept by run: lib.derived)."""
+    def compute() -> dict:
+        emb = run.arrays["test_embeddings"]
+        density, edges = np.histogram(geometry.pairwise_distances(emb, points=1500), bins=60, range=(0, 2),
+                                      density=True)
+        return {"density": density, "edges": edges, "dimension": emb.shape[1]}
+
+    return derived.of_run(run, "sphere-distances", compute, params={"points": 1500, "bins": 60},
+                          modules=("geometry",))
 
 
 def gradient_noise(ch: Chapter, results: dict) -> tuple[plt.Figure, pd.DataFrame]:
@@ -101,7 +123,8 @@ def gradient_noise(ch: Chapter, results: dict) -> tuple[plt.Figure, pd.DataFrame
     model on each data set, and per data set the mean variance of the closest and farthest
     distance octiles, their ratio and the correlation of distance and variance."""
     datasets = ch.settings["datasets"]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), max(3.8, 5 * len(datasets) / 1.75)),
+                             squeeze=False)
     rows = []
     for ax, ds in zip(axes[0], datasets):
         run, pairs, augmentations = results[ds][WU][0], ch.settings["gradient_pairs"], ch.settings["gradient_augmentations"]
@@ -111,18 +134,17 @@ def gradient_noise(ch: Chapter, results: dict) -> tuple[plt.Figure, pd.DataFrame
             return geometry.negative_gradient_variance(trainer, trainer.splits.test, pairs=pairs,
                                                        augmentations=augmentations)
 
-        g = cache.memoized("gradient-variance", measure, inputs={"run": run.key, "pairs": pairs,
-                                                                 "augmentations": augmentations},
+        g = derived.of_run(run, "gradient-variance", measure, params={"pairs": pairs, "augmentations": augmentations},
                            modules=("geometry", "augment", "models", "trainer"))
         edges = np.quantile(g["distance"], np.linspace(0, 1, 9))
         octile = np.clip(np.digitize(g["distance"], edges[1:-1]), 0, len(edges) - 2)
         means = [g["variance"][octile == b].mean() for b in range(len(edges) - 1)]
         ax.scatter(g["distance"], g["variance"], s=5, alpha=0.3)
-        ax.plot((edges[1:] + edges[:-1]) / 2, means, "o-", color="C3", label="mean per distance octile")
+        ax.plot((edges[1:] + edges[:-1]) / 2, means, "o-", color=plots.MEAN, label="mean per distance octile")
         ax.set_xlabel("d(a,n)")
-        ax.set_ylabel("variance of ∂d/∂f(n) over augmentations")
+        ax.set_ylabel("variance of ∂d/∂f(n)\nover augmentations")
         ax.set_title(ds)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="best")
         rows.append({"dataset": ds, "variance, closest octile": means[0], "variance, farthest octile": means[-1],
                      "ratio": means[0] / means[-1],
                      "correlation(d, variance)": np.corrcoef(g["distance"], g["variance"])[0, 1]})
@@ -133,36 +155,63 @@ def gradient_noise(ch: Chapter, results: dict) -> tuple[plt.Figure, pd.DataFrame
 def seed_dots_figure(ch: Chapter, results: dict) -> plt.Figure:
     """Every seed of every method, Recall@1 (the claim's metric) and MAP@R, one row per data set."""
     datasets, methods = ch.settings["datasets"], list(ch.settings["methods"])
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(14, len(datasets) * (0.5 * len(methods) + 1.5)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(13, max(len(datasets) * (0.5 * len(methods) + 1.5), 13 / 1.75)),
+                             squeeze=False, sharey="row")
     for row, ds in zip(axes, datasets):
         for ax, metric in zip(row, (CLAIM_METRIC, CHECK_METRIC)):
             plots.seed_dots(results[ds], metric, ax, order=methods)
-            ax.set_title(f"{ds}: {metric}")
-    for ax in axes[:, 1]:
-        ax.set_yticklabels([])  # the left panel names the methods
+            ax.set_title(f"{ds}: {plots.metric_name(metric)}")
+    for ax in axes[:, 0]:  # the right panel shares its rows
+        ax.set_ylabel("method")
     fig.tight_layout()
     return fig
 
 
+def _fallback_fired(results: dict, ds: str, methods: list[str]) -> bool:
+    """Whether any distance-weighted run on `ds` recorded an anchor with all-zero weights."""
+    values = [r.history[FALLBACK].to_numpy(float) for m in methods for r in results[ds].get(m, [])
+              if len(r.history) and FALLBACK in r.history]
+    return any(np.nan_to_num(v).max(initial=0) > 0 for v in values)
+
+
 def beta_and_fallback_figure(ch: Chapter, results: dict) -> plt.Figure:
-    """Per data set: the learned boundary β of every margin-loss method, and the share of anchors
-    with no usable negative under the distance-weighted miners, over epochs; a method keeps its
-    colour in every panel."""
+    """Per data set, the learned boundary β of every margin-loss method over epochs; and, only
+    where the distance-weighted miners found an anchor with all-zero weights, the share of such
+    anchors (%). Where that share is zero at every step the panel would be a flat line at 0, so the
+    title says so instead. A method keeps its colour in every panel."""
     datasets, methods = ch.settings["datasets"], list(ch.settings["methods"])
-    panels = [("beta", "learned β", [m for m in methods if "margin" in m]),
-              (FALLBACK, "anchors with all-zero weights", [m for m in methods if "distance-weighted" in m])]
-    fig, axes = plt.subplots(1, len(panels) * len(datasets), figsize=(10 * len(datasets), 3.2), squeeze=False)
-    for ax, (ds, (column, title, shown)) in zip(axes[0], [(ds, p) for ds in datasets for p in panels]):
+    margin_methods = [m for m in methods if "margin" in m]
+    weighted = [m for m in methods if "distance-weighted" in m]
+    fired = {ds: _fallback_fired(results, ds, weighted) for ds in datasets}
+    panels = [(ds, "beta", "learned β", "β (distance)", margin_methods, 1.0) for ds in datasets]
+    panels += [(ds, FALLBACK, "anchors with all-zero weights", "share of anchors (%)", weighted, 100.0)
+               for ds in datasets if fired[ds]]
+    ncols = 2 if len(panels) > 1 else 1
+    rows = -(-len(panels) // ncols)
+    width = 5.2 * ncols
+    fig, axes = plots.panel_grid(len(panels), ncols=ncols, figsize=(width, max(3.6 * rows + 1.6, width / 1.7)))
+    for ax, (ds, column, title, ylabel, shown, scale) in zip(axes, panels):
         for name in shown:
-            histories = [r.history for r in results[ds][name] if len(r.history)]
+            histories = [r.history for r in results[ds].get(name, []) if len(r.history)]
             # pml dashed over Wu: where the fallback never fires the two lines coincide
-            plots.seed_lines(ax, histories, column, label=name, color=f"C{methods.index(name)}",
-                              ls="--" if name == PML else "-")
+            plots.seed_lines(ax, histories, column, label=name, scale=scale, color=plots.PALETTE[methods.index(name)],
+                             ls="--" if name == PML else "-")
         ax.set_title(f"{ds}: {title}", fontsize=10)
-        ax.set_xlabel("epoch")
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
+        ax.set_ylabel(ylabel)
+        plots.epoch_axis(ax)
+    never = [ds for ds in datasets if not fired[ds]]
+    title = "Learned margin-loss boundary β over training"
+    if never:
+        title += (f"\nNo anchor ever had all-zero weights on {' or '.join(never)}: Wu's fallback never fired, so "
+                  "pml's runs (dashed) trace Wu's")
+    fig.suptitle(title, fontsize=11)
+    handles, labels = [], []
+    for ax in axes:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            if l not in labels:
+                handles, labels = handles + [h], labels + [l]
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0), ncol=2, fontsize=8, frameon=False)
     return fig
 
 
@@ -206,16 +255,19 @@ def comparisons(ch: Chapter) -> pd.DataFrame:
 
 
 def judged(row: pd.Series) -> str:
-    """A comparison's difference, interval and effect; when no difference is detected, the
-    smallest effect the seeds could have detected."""
-    if row["seeds"] < 2:
-        return f"{row['diff'] * 100:+.1f} points from {int(row['seeds'])} paired seed(s): no interval, no effect detectable"
-    text = f"{sentence(row)}: {row['effect']}"
-    if row["effect"] != "no difference detected":
-        return text
-    if math.isfinite(row["mde"]) and row["mde"] > 0:
-        return f"{text} ({detectable(row['mde'])})"
-    return f"{text} (every seed gave the same difference: a degenerate comparison)"
+    """A comparison's difference and interval at its own level, and where the interval lies
+    (`lib.compare.said`, the one voice); when it includes zero, the effect these seeds would detect
+    at that level."""
+    from lib.compare import said
+    return said(row)
+
+
+def ledger_said(ch: Chapter, dataset: str, a: str, b: str, metric: str = CLAIM_METRIC) -> str:
+    """' — the ledger's verdict on Wu et al.'s claim: <its sentence, word for word>', or '' when the
+    ledger does not judge a - b (`lib.ledger.chapter_sentence`)."""
+    from lib import ledger
+    said = ledger.chapter_sentence(ch, dataset, a, b, metric)
+    return "" if said is None else f" — **the ledger's verdict** on Wu et al.'s claim: {said}"
 
 
 def fallback_text(table: pd.DataFrame, dataset: str, rows: pd.DataFrame) -> str:
@@ -254,13 +306,10 @@ def dataset_verdict(ch: Chapter, found: pd.DataFrame, ds: str) -> str:
     def level(method: str) -> str:
         return fmt(means.loc[method, f"{CLAIM_METRIC} mean"], means.loc[method, f"{CLAIM_METRIC} sd"])
 
-    outcome = {"helps": "Wu et al.'s claim is **reproduced** here",
-               "hurts": "Wu et al.'s claim is **contradicted** here",
-               "no difference detected": "Wu et al.'s claim is **not decided** by these seeds"}
     whole = claim.loc[WHOLE]
     return (f"**{ds}** ({CLAIM_METRIC}, {int(whole['seeds'])} seed(s) paired; one Holm family of "
             f"{int(whole['family'])} comparisons). Wu's recipe {level(WU)} vs semi-hard triplet {level(SEMI)}: "
-            f"{judged(whole)} — {outcome[whole['effect']]}. The loss alone: {judged(claim.loc[LOSS_ONLY])}. "
+            f"{judged(whole)}{ledger_said(ch, ds, WU, SEMI)}. The loss alone: {judged(claim.loc[LOSS_ONLY])}. "
             f"The sampling alone: {judged(claim.loc[SAMPLING_ONLY])}. {fallback_text(table, ds, claim)} "
             f"On MAP@R, the whole ranking, Wu's recipe vs semi-hard triplet: {judged(check.loc[WHOLE])}.")
 
@@ -327,7 +376,7 @@ def pretrained_arms(ch: Chapter) -> dict[str, RunConfig]:
 
 def run_pretrained(ch: Chapter) -> dict[str, list]:
     """`pretrained_arms` over the profile's seeds, recorded in the per-seed table."""
-    return ch.run_settings(pretrained_arms(ch))
+    return ch.results(pretrained_arms(ch))
 
 
 def pretrained_pairs(ch: Chapter) -> dict[str, tuple[str, str]]:
@@ -367,14 +416,14 @@ def pretrained_figure(ch: Chapter, results: dict, pretrained: dict) -> plt.Figur
     P = ch.settings["pretrained"]
     arms = _paired_arms(pretrained_pairs(ch))
     every = {**results.get(P["dataset"], {}), **pretrained}
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
     for i, arm in enumerate(arms):
         plots.seed_lines(ax, [r.history for r in every.get(arm, []) if len(r.history)], "val_map@r", label=arm,
-                         color=f"C{i}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("held-out MAP@R")
+                         scale=100, color=plots.PALETTE[i])
+    plots.epoch_axis(ax)
+    ax.set_ylabel("held-out MAP@R (%)")
     ax.set_title(P["dataset"])
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="best")
     return fig
 
 
@@ -398,4 +447,7 @@ def pretrained_verdict(ch: Chapter, summary: pd.DataFrame, found: pd.DataFrame) 
     for name, (a, b) in pretrained_pairs(ch).items():
         lines.append(f"- {name}: {level(a)} against {level(b)}, {judged(check.loc[name])}; "
                      f"on {CLAIM_METRIC} {judged(claim.loc[name])}.")
+    ruled = ledger_said(ch, P["dataset"], WU + PRETRAINED, SEMI + PRETRAINED)
+    if ruled:
+        lines.append(f"- Wu's recipe against semi-hard triplet, both pretrained{ruled}.")
     return "\n".join(lines)

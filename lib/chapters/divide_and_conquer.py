@@ -12,9 +12,8 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
-from lib import compare, divide, plots, records, stats
+from lib import compare, derived, divide, plots, records, stats
 from lib.config import RunConfig, load_profile
 from lib.study import Chapter, Diverged, divide_setting
 
@@ -42,19 +41,29 @@ def centre(ch: Chapter) -> str:
     return f"K={at['clusters']}, M={at['recluster_every']}"
 
 
+def plan(ch: Chapter):
+    """The chapter's runs (lib.runs.plan): the grid on every data set, and the budget arms."""
+    yield [run for ds in ch.settings["datasets"] for run in ch.planned(grid_arms(ch, ds))] + \
+        [run for multiple in ch.settings["budgets"] for run in ch.planned(budget_settings(ch, multiple))]
+
+
+def grid_arms(ch: Chapter, dataset: str) -> dict[str, RunConfig]:
+    return {name: divide_setting(ch, dataset, k, m) for name, (k, m) in grid(ch).items()}
+
+
 def run(ch: Chapter) -> tuple[dict[str, dict[str, list]], pd.DataFrame]:
     """Every grid setting on every data set over the profile's seeds ({dataset: {setting: runs}}),
     recorded in the chapter's per-seed table, and the mean ± sd summary saved as its results table."""
-    results = {ds: ch.run_settings({name: divide_setting(ch, ds, k, m) for name, (k, m) in grid(ch).items()})
-               for ds in ch.settings["datasets"]}
+    results = {ds: ch.results(grid_arms(ch, ds)) for ds in ch.settings["datasets"]}
     table = records.summary(ch.table(), METRICS)
     ch.save_table(table, "results")
     return results, table
 
 
-def _saved(ch: Chapter, fig: plt.Figure, name: str, caption: str) -> plt.Figure:
-    """Save the figure and close it, so the notebook shows it once, as the cell's value."""
-    fig.tight_layout()
+def _saved(ch: Chapter, fig: plt.Figure, name: str, caption: str, rect=(0, 0, 1, 1)) -> plt.Figure:
+    """Save the figure and close it, so the notebook shows it once, as the cell's value. `rect`:
+    the part of the figure the axes fill (room left for a figure legend)."""
+    fig.tight_layout(rect=rect)
     ch.save(fig, name, caption)
     plt.close(fig)
     return fig
@@ -65,52 +74,95 @@ def _histories(runs: list) -> list[pd.DataFrame]:
     return [r.history for r in runs if not isinstance(r, Diverged) and len(r.history)]
 
 
+MIN_SPAN = 2.0  # points: the y range of a difference plot never magnifies less than ±2 points (the study's smallest effect of interest)
+
+
+def _where(low: float, high: float) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "no interval"
+    return "interval above zero" if low > 0 else "interval below zero" if high < 0 else "interval includes zero"
+
+
 def accuracy_against_grid(ch: Chapter, metric: str = SECONDARY) -> plt.Figure:
-    """Per data set: the metric against K at the centre's M (left) and against M at the centre's K
-    (right), every seed a dot, the mean ± sd a line."""
+    """Per data set: each divided setting minus K = 1, paired by seed, against K at the centre's M
+    (left) and against M at the centre's K (right): every seed's difference a small dot, the mean
+    difference with its Holm-corrected interval from the chapter's comparison table (`comparisons`)
+    a large dot and bar, K = 1 the line at zero. No lines join the settings: they are separate arms."""
     at, points, table = ch.settings["grid_at"], grid(ch), ch.table()
-    datasets = ch.settings["datasets"]
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.4 * len(datasets)), squeeze=False)
+    datasets, name = ch.settings["datasets"], LABELS.get(metric, metric)
+    family, middle = comparisons(ch), centre(ch)
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.6 * len(datasets) + 1), squeeze=False)
+    said = []
     for row, ds in zip(axes, datasets):
-        seeds = table[table["dataset"] == ds]
+        found = _family(family, ds, metric)
+        base = records.per_seed(table, SINGLE, metric, ds)
         for ax, vary in zip(row, ["K", "M"]):
             if vary == "K":
-                chosen = sorted((k, name) for name, (k, m) in points.items() if m == at["recluster_every"] or k == 1)
+                chosen = sorted((k, n) for n, (k, m) in points.items() if m == at["recluster_every"] or k == 1)
                 label = f"K (learners; M = {at['recluster_every']})"
             else:
-                chosen = sorted((m, name) for name, (k, m) in points.items() if k == at["clusters"])
+                chosen = sorted((m, n) for n, (k, m) in points.items() if k == at["clusters"])
                 label = f"M (epochs between re-clusterings; K = {at['clusters']})"
+            span = MIN_SPAN
+            for x, setting in chosen:
+                if setting == SINGLE:
+                    ax.scatter([x], [0], marker="s", color=plots.GREY, s=30, zorder=3, label="K = 1 (the reference)")
+                    continue
+                arm = records.per_seed(table, setting, metric, ds)
+                seeds = np.array([arm[s] - base[s] for s in sorted(arm.keys() & base.keys())]) * 100
+                ax.scatter(np.full(len(seeds), x), seeds, color=plots.PALETTE[0], alpha=0.5, s=14, zorder=2,
+                           label="one seed")
+                r = found.loc[setting] if setting in found.index else None
+                diff, low, high = ((float(r[c]) * 100 for c in ("diff", "low", "high")) if r is not None
+                                   else (np.nanmean(seeds) if len(seeds) else np.nan, np.nan, np.nan))
+                if math.isfinite(low) and math.isfinite(high):
+                    ax.errorbar([x], [diff], yerr=[[diff - low], [high - diff]], fmt="o", color=plots.MEAN, capsize=4,
+                                zorder=3, label="mean, Holm-corrected interval")
+                else:
+                    ax.scatter([x], [diff], marker="o", facecolor="white", edgecolor=plots.MEAN, s=40, zorder=3,
+                               label="mean (no interval)")
+                span = max(span, *(abs(v) for v in (diff, low, high, *seeds) if math.isfinite(v)))
+            ax.axhline(0, color="black", lw=1)
+            ax.set_ylim(-1.15 * span, 1.15 * span)
             xs = [x for x, _ in chosen]
-            values = [seeds.loc[seeds["setting"] == name, metric].to_numpy(dtype=float) * 100 for _, name in chosen]
-            spread = [np.nanstd(v, ddof=1) if np.isfinite(v).sum() > 1 else 0.0 for v in values]
-            ax.errorbar(xs, [np.nanmean(v) for v in values], yerr=spread, marker="o", capsize=3)
-            for x, v in zip(xs, values):
-                ax.scatter([x] * len(v), v, color="C0", alpha=0.35, s=12)
             ax.set_xscale("log", base=2)
             ax.set_xticks(xs, [str(x) for x in xs])
+            ax.xaxis.set_minor_formatter("")
+            ax.set_xlim(min(xs) / 1.5, max(xs) * 1.5)
             ax.set_xlabel(label)
-            ax.set_ylabel(f"{ds} {LABELS.get(metric, metric)} (%)")
+            ax.set_ylabel(f"{ds}: {name} minus K = 1\n(percentage points)")
+        if middle in found.index:
+            r = found.loc[middle]
+            said.append(f"{ds} {r['diff'] * 100:+.1f} points ({_where(r['low'], r['high'])})")
+    handles = {}
+    for ax in axes.flat:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(l, h)
+    fig.suptitle(f"The grid's centre {middle} minus one learner on {name}: " + "; ".join(said), fontsize=11)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", bbox_to_anchor=(0.5, 0), ncol=4, fontsize=8,
+               frameon=False)
     return _saved(ch, fig, "map-vs-k",
-                  "Held-out MAP@R against the number of learners K and the re-clustering interval M")
+                  f"Each grid setting minus one learner (K = 1) on held-out {name}, paired by seed, with its "
+                  "Holm-corrected interval, against K and against M", rect=(0, 0.06, 1, 1))
 
 
 def learning_curves(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Figure:
     """Held-out Recall@1 after each epoch, one learner against the grid's centre, per data set;
     the shaded epochs are the ones the centre trains as K separate learners."""
     middle, datasets = centre(ch), ch.settings["datasets"]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), max(4, 5.5 * len(datasets) / 1.75)),
+                             squeeze=False)
     for ax, ds in zip(axes[0], datasets):
         divided = divide.divided_epochs(results[ds][middle][0].config)
-        ax.axvspan(0, divided, color="grey", alpha=0.15, lw=0, label=f"{middle}: divided epochs")
+        ax.axvspan(0, divided, color=plots.GREY, alpha=0.2, lw=0, label=f"{middle}: divided epochs")
         for i, name in enumerate([SINGLE, middle]):
-            plots.seed_lines(ax, _histories(results[ds][name]), CURVE, label=name, color=f"C{i}")
+            plots.seed_lines(ax, _histories(results[ds][name]), CURVE, label=name, scale=100, color=plots.PALETTE[i])
         last = max((max(line.get_xdata()) for line in ax.get_lines()), default=1)
         ax.set_xticks(range(int(last) + 1))
         ax.set_xlim(0, last + 0.2)
-        ax.yaxis.set_major_formatter(lambda y, _: f"{y * 100:.0f}")
         ax.set_xlabel("epoch (first clustering at 0, on the untrained network)")
         ax.set_ylabel(f"{ds}: held-out Recall@1 (%)")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     return _saved(ch, fig, "learning-curves",
                   "Held-out Recall@1 per epoch, one learner vs the grid's centre (thin: seeds, bold: mean)")
 
@@ -141,21 +193,33 @@ def learners_map(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Figure
     """t-SNE of a sample of training images in the centre's final embedding (first seed),
     coloured by the learner that had them at the last re-clustering."""
     middle, datasets, keep = centre(ch), ch.settings["datasets"], ch.settings["tsne_points"]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 5), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), max(5, 5.5 * len(datasets) / 1.75)),
+                             squeeze=False)
     for ax, ds in zip(axes[0], datasets):
-        arrays = getattr(results[ds][middle][0], "arrays", {})
-        if "train_sample_embeddings" not in arrays:
+        run = results[ds][middle][0]
+        if isinstance(run, Diverged):
             ax.set_visible(False)
             continue
-        x, learner = arrays["train_sample_embeddings"][:keep], arrays["train_sample_learner"][:keep]
-        z = plots.tsne_coordinates(x)
+
+        def compute(run=run) -> dict:
+            arrays = run.arrays
+            if "train_sample_embeddings" not in arrays:
+                return {}
+            return {"z": plots.tsne_coordinates(arrays["train_sample_embeddings"][:keep]),
+                    "learner": arrays["train_sample_learner"][:keep]}
+
+        kept = derived.of_run(run, "learner-map", compute, params={"points": keep, "seed": 0}, modules=("plots",))
+        if not kept:
+            ax.set_visible(False)
+            continue
+        z, learner = kept["z"], kept["learner"]
         ax.scatter(*z[learner == divide.DROPPED].T, s=4, c="lightgrey", lw=0)
         for k in range(ch.settings["grid_at"]["clusters"]):
-            ax.scatter(*z[learner == k].T, s=6, lw=0, color=sns.color_palette("tab10")[k], label=f"learner {k}")
+            ax.scatter(*z[learner == k].T, s=6, lw=0, color=plots.PALETTE[k % len(plots.PALETTE)], label=f"learner {k}")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"{ds}, {middle}")
-        ax.legend(fontsize=7, markerscale=2)
+        ax.legend(fontsize=7, markerscale=2, loc="best")
     return _saved(ch, fig, "tsne-by-learner",
                   "t-SNE of training images in the final embedding, coloured by the learner that trained on them")
 
@@ -164,23 +228,25 @@ def clusters_and_cost(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.F
     """Left: the share of images each re-clustering leaves with their learner. Right: seconds of
     k-means (embedding the training set included) and of training per run, mean over seeds."""
     datasets = ch.settings["datasets"]
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(12, 3.4 * len(datasets)), squeeze=False)
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(12, max(3.6 * len(datasets), 12 / 1.7)), squeeze=False)
     for (kept_ax, cost_ax), ds in zip(axes, datasets):
         costs = {}
         for i, (name, runs) in enumerate(results[ds].items()):
             histories = _histories(runs)
             if histories and "cluster_kept_fraction" in histories[0]:
                 plots.seed_lines(kept_ax, [h.dropna(subset=["cluster_kept_fraction"]) for h in histories],
-                                  "cluster_kept_fraction", label=name, color=f"C{i}")
+                                  "cluster_kept_fraction", label=name, scale=100, color=plots.PALETTE[i])
             costs[name] = {"clustering": np.mean([h.get("cluster_seconds", pd.Series([0.0])).sum() for h in histories]),
                            "training": np.mean([h["train_seconds"].sum() for h in histories])}
-        kept_ax.set_ylim(0, 1.02)
-        kept_ax.set_xlabel("epoch of re-clustering")
-        kept_ax.set_ylabel(f"{ds}: images kept by their learner")
+        kept_ax.set_ylim(0, 102)
+        plots.epoch_axis(kept_ax, "epoch of re-clustering")
+        kept_ax.set_ylabel(f"{ds}: images kept\nby their learner (%)")
         if kept_ax.get_legend_handles_labels()[0]:
-            kept_ax.legend(fontsize=7)
-        pd.DataFrame(costs).T.plot.barh(stacked=True, ax=cost_ax, color=["C3", "C0"])
-        cost_ax.set_xlabel("seconds per run")
+            kept_ax.legend(fontsize=7, loc="best")
+        pd.DataFrame(costs).T.plot.barh(stacked=True, ax=cost_ax, color=[plots.MEAN, plots.PALETTE[0]])
+        cost_ax.legend(fontsize=8, loc="best")
+        cost_ax.set_xlabel("seconds per run (mean over seeds)")
+        cost_ax.set_ylabel("setting")
     return _saved(ch, fig, "clusters-and-cost",
                   "Share of images kept by their learner at each re-clustering; time in clustering vs training")
 
@@ -201,12 +267,9 @@ def _family(family: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
 
 
 def _finding(row: pd.Series) -> str:
-    """What one comparison says, with the smallest effect the seeds could have detected."""
-    if not (math.isfinite(row["low"]) and math.isfinite(row["high"])):
-        return "one seed: nothing can be concluded"
-    if row["effect"] != compare.EFFECT["none"]:
-        return f"dividing {row['effect']}"
-    return f"no difference detected; {compare.detectable(row['mde'])}"
+    """What one comparison says (`lib.compare.said`, the one voice): the difference at its level and
+    where its interval lies, with the effect these seeds would detect when it includes zero."""
+    return compare.said(row)
 
 
 def _size(cfg: RunConfig) -> str:
@@ -249,27 +312,25 @@ def _trajectory(improving: pd.DataFrame, ds: str, middle: str) -> str:
             f"{gains}: {state}.")
 
 
-def _why(word: stats.Verdict, row: pd.Series, same_regime: bool, still_improving: pd.Series) -> str:
-    if word == stats.Verdict.INCONCLUSIVE and not math.isfinite(row["low"]):
-        because = "With a single seed there is no interval: nothing can be concluded."
-    else:
-        because = {
-            stats.Verdict.REPRODUCED: "The corrected interval lies above zero: dividing helps, even in this regime.",
-            stats.Verdict.NOT_SUPPORTED: "The corrected interval excludes a gain, in a regime far from the paper's, "
-                                         "so it does not test the paper's claim.",
-            stats.Verdict.CONTRADICTED: "The corrected interval excludes a gain, in the paper's own regime.",
-            stats.Verdict.INCONCLUSIVE: "The corrected interval contains zero.",
-        }[word]
+def _why(same_regime: bool, still_improving: pd.Series) -> str:
+    """The budget's qualifier of the ledger's verdict (never a verdict of its own)."""
     if still_improving.any() and not same_regime:
         who = "both arms were" if still_improving.all() else "an arm was"
-        because += f" Training stopped while {who} still learning: a small-budget outcome, not a test of the paper."
-    return because
+        return f" Training stopped while {who} still learning: a small-budget outcome, not a test of the paper."
+    return ""
+
+
+def _ledger_verdicts(ch: Chapter, ds: str) -> str:
+    """The claims ledger's verdict sentences on this chapter's arms on `ds`, word for word."""
+    from lib import ledger
+    return " ".join(f"**The ledger's verdict on {ds}** (*{c.a}* against *{c.b}*, {c.metric}): {said}."
+                    for c, _, said in ledger.chapter_verdicts(ch, ds))
 
 
 def verdict(ch: Chapter, family: pd.DataFrame, improving: pd.DataFrame) -> str:
-    """Per data set: the pre-registered comparison (centre vs K = 1), the rest of its family, the
-    post hoc best, whether the arms had finished learning, the regime against the paper's, and
-    the ledger's verdict word."""
+    """Per data set: the grid's centre vs K = 1, the rest of its family (exploratory), the post hoc
+    best, whether the arms had finished learning, the regime against the paper's, and the ledger's
+    verdict sentence on the comparison it judges, word for word."""
     middle = centre(ch)
     paper = _regime(load_profile(PAPER_PROFILE).run_config(PAPER_DATASET))
     paragraphs = []
@@ -278,23 +339,13 @@ def verdict(ch: Chapter, family: pd.DataFrame, improving: pd.DataFrame) -> str:
         row = primary.loc[middle]
         tested = _regime(divide_setting(ch, ds, *grid(ch)[middle]))
         same = all(tested[key] == paper[key] for key in ("backbone", "pretrained", "epochs", "whole"))
-        difference = compare.differences(ch.table(), {n: (n, SINGLE) for n in primary.index}, PRIMARY, ds)[middle]
-        word = stats.verdict(difference, claimed_effect=None, regime_matches=same)
         text = (f"**{ds}** — held-out Recall@1, {int(row['seeds'])} seed(s) paired by seed, "
-                f"{_epochs(tested['epochs'])} for every setting. *Pre-registered:* the grid's centre *{middle}* "
-                f"against one learner: {compare.sentence(row)}; {_finding(row)}. "
-                f"(MAP@R: {compare.sentence(secondary.loc[middle])}; {_finding(secondary.loc[middle])}.) ")
+                f"{_epochs(tested['epochs'])} for every setting. The grid's centre *{middle}* "
+                f"against one learner: {_finding(row)}. "
+                f"(MAP@R: {_finding(secondary.loc[middle])}.) ")
         others = primary.drop(index=middle)
         if len(others):
-            groups = {effect: [n for n in others.index if others.loc[n, "effect"] == effect]
-                      for effect in compare.EFFECT.values()}
-            listed = "; ".join(f"{effect}: {', '.join(f'*{n}*' for n in names)}"
-                               for effect, names in groups.items() if names)
-            undetected = others.loc[groups[compare.EFFECT["none"]], "mde"] * 100
-            undetected = undetected[np.isfinite(undetected)]
-            if len(undetected):
-                listed += (f" (the seeds could not detect effects smaller than {undetected.min():.1f} to "
-                           f"{undetected.max():.1f} points)")
+            listed = "; ".join(f"*{n}*: {_finding(others.loc[n])}" for n in others.index)
             text += (f"The other grid settings, in the same Holm family of {int(row['family'])} comparisons with "
                      f"K = 1 — {listed}. ")
             measured = primary["diff"].dropna()
@@ -303,7 +354,7 @@ def verdict(ch: Chapter, family: pd.DataFrame, improving: pd.DataFrame) -> str:
                 text += (f"Best divided setting on the test split, chosen after the fact (post hoc, not a test): "
                          f"*{best}*, {compare.sentence(primary.loc[best])}. ")
         text += f"\n\n{_trajectory(improving, ds, middle)} {_regime_text(tested, paper)}"
-        text += f"\n\n**Verdict on {ds}: {word}.** {_why(word, row, same, improving.loc[ds, 'still improving'])}"
+        text += f"\n\n{_ledger_verdicts(ch, ds)}{_why(same, improving.loc[ds, 'still improving'])}"
         paragraphs.append(text)
     if ch.profile.name == "smoke":
         paragraphs.append("These are smoke-profile numbers and mean nothing.")
@@ -328,6 +379,15 @@ def budget_arms(ch: Chapter) -> dict[str, RunConfig]:
     return arms
 
 
+def budget_settings(ch: Chapter, multiple: int) -> dict[str, RunConfig]:
+    """Every budget arm at `multiple` times the chapter's budget: every epoch count multiplied (the
+    whole-embedding epochs too, so their share stays)."""
+    return {records.budget_setting(arm, multiple): cfg.with_overrides({
+        "train.epochs": cfg.train.epochs * multiple,
+        "divide.finetune_epochs": cfg.divide.finetune_epochs * multiple,
+        "divide.warmup_epochs": cfg.divide.warmup_epochs * multiple}) for arm, cfg in budget_arms(ch).items()}
+
+
 def budgets(ch: Chapter) -> tuple[dict[int, dict[str, list]], pd.DataFrame]:
     """One learner against the grid's centre (and its warm start) at 1x, 2x, 4x ... the chapter's
     budget (`budgets`) on `budget_dataset`: every epoch count multiplied (the whole-embedding epochs
@@ -337,11 +397,7 @@ def budgets(ch: Chapter) -> tuple[dict[int, dict[str, list]], pd.DataFrame]:
     arms, middle = budget_arms(ch), centre(ch)
     results = {}
     for multiple in ch.settings["budgets"]:
-        settings = {records.budget_setting(arm, multiple): cfg.with_overrides({
-            "train.epochs": cfg.train.epochs * multiple,
-            "divide.finetune_epochs": cfg.divide.finetune_epochs * multiple,
-            "divide.warmup_epochs": cfg.divide.warmup_epochs * multiple}) for arm, cfg in arms.items()}
-        runs = ch.run_settings(settings)
+        runs = ch.results(budget_settings(ch, multiple))
         results[multiple] = {arm: runs[records.budget_setting(arm, multiple)] for arm in arms}
     pairs = {f"{m}x" + ("" if arm == middle else ", warm start"): (records.budget_setting(arm, m),
                                                                    records.budget_setting(SINGLE, m))
@@ -359,28 +415,32 @@ def budget_figure(ch: Chapter, results: dict[int, dict[str, list]], gap: pd.Data
     arm's gap to one learner with its Holm interval."""
     multiples = ch.settings["budgets"]
     arms = list(budget_arms(ch))
-    fig, (ax, ax_gap) = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, (ax, ax_gap) = plt.subplots(1, 2, figsize=(11, 6.3))
     for i, arm in enumerate(arms):
         values = [np.array([r.metrics[PRIMARY] for r in results[m][arm] if not isinstance(r, Diverged)]) * 100
                   for m in multiples]
-        ax.plot(multiples, [v.mean() for v in values], marker="o", color=f"C{i}", label=arm)
+        ax.plot(multiples, [v.mean() for v in values], marker="o", color=plots.PALETTE[i], label=arm)
         for m, v in zip(multiples, values):
-            ax.scatter([m] * len(v), v, color=f"C{i}", alpha=0.35, s=12)
+            ax.scatter([m] * len(v), v, color=plots.PALETTE[i], alpha=0.35, s=12)
     epochs = gap["epochs"].to_numpy()[:len(multiples)]
     for a in (ax, ax_gap):
         a.set_xscale("log", base=2)
         a.set_xticks(multiples, [f"{m}x\n({e} epochs)" for m, e in zip(multiples, epochs)])
         a.set_xlabel("budget (the same for every arm)")
     ax.set_ylabel(f"{ch.settings['budget_dataset']} held-out Recall@1 (%)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best")
     for i, arm in enumerate(arms[1:], start=1):
         rows = gap[gap["arm"] == arm]
         diff, low, high = (rows[c].to_numpy() * 100 for c in ("diff", "low", "high"))
         shifted = np.array(multiples) * 2 ** (0.06 * (i - 1))  # side by side, not on top of each other
-        ax_gap.errorbar(shifted, diff, yerr=[diff - low, high - diff], marker="o", capsize=4, color=f"C{i}", label=arm)
-    ax_gap.axhline(0, color="grey", lw=1)
-    ax_gap.set_ylabel("minus K=1 (points)")
-    ax_gap.legend(fontsize=8)
+        ax_gap.errorbar(shifted, diff, yerr=[diff - low, high - diff], fmt="o", capsize=4, color=plots.PALETTE[i],
+                        label=arm)
+    ax_gap.axhline(0, color="black", lw=1)
+    span = np.nanmax(np.abs(gap[["diff", "low", "high"]].to_numpy(float)) * 100, initial=0)
+    span = max(MIN_SPAN, span if math.isfinite(span) else 0)
+    ax_gap.set_ylim(-1.15 * span, 1.15 * span)
+    ax_gap.set_ylabel("Recall@1 minus K=1, paired by seed\n(percentage points, Holm-corrected interval)")
+    ax_gap.legend(fontsize=8, loc="best")
     return _saved(ch, fig, "budgets", "Divide and conquer against one learner at 1x, 2x and 4x the budget: "
                                       "Recall@1 per arm and each gap with its Holm interval")
 
@@ -390,21 +450,20 @@ def budget_curves(ch: Chapter, results: dict[int, dict[str, list]]) -> plt.Figur
     (thin: seeds, bold: mean): does the gap between the arms move while they train?"""
     multiples, arms = ch.settings["budgets"], list(budget_arms(ch))
     metrics = {"val_recall@1": "Recall@1", "val_map@r": "MAP@R"}
-    fig, axes = plt.subplots(len(metrics), len(multiples), figsize=(4.2 * len(multiples), 3.0 * len(metrics)),
+    width = 4.2 * len(multiples)
+    fig, axes = plt.subplots(len(metrics), len(multiples), figsize=(width, max(3.0 * len(metrics), width / 1.7)),
                              squeeze=False, sharey="row")
     for col, m in enumerate(multiples):
         for row, (column, label) in enumerate(metrics.items()):
             ax = axes[row, col]
             for i, arm in enumerate(arms):
-                plots.seed_lines(ax, _histories(results[m][arm]), column, label=arm, color=f"C{i}")
-            ax.yaxis.set_major_formatter(lambda y, _: f"{y * 100:.0f}")
+                plots.seed_lines(ax, _histories(results[m][arm]), column, label=arm, scale=100,
+                                 color=plots.PALETTE[i])
             if row == 0:
                 ax.set_title(f"{m}x the budget", fontsize=10)
-            if row == len(metrics) - 1:
-                ax.set_xlabel("epoch")
-            if col == 0:
-                ax.set_ylabel(f"held-out {label} (%)")
-    axes[0, 0].legend(fontsize=7)
+            plots.epoch_axis(ax)
+            ax.set_ylabel(f"validation {label} (%)")
+    axes[0, 0].legend(fontsize=7, loc="best")
     return _saved(ch, fig, "budget-curves", f"{ch.settings['budget_dataset']}: held-out Recall@1 and MAP@R per epoch "
                                             "of one learner and the divided arms at each budget (thin: seeds, bold: mean)")
 

@@ -1,6 +1,6 @@
 """Chapter 2 (which negatives?): the mining strategies' runs, their figures, and the verdict.
 
-Every strategy is a setting of the chapter's per-seed table (`Chapter.run_settings`), on each data
+Every strategy is a setting of the chapter's per-seed table (`Chapter.results`), on each data
 set; the margin sweep's arms are settings too, named "<strategy>, α=<margin>". The verdict compares
 strategies paired by seed, one Holm family per data set (`lib.compare`), and reports contraction
 (the spread-ratio flag) and collapse (the scale-free test) separately.
@@ -41,21 +41,34 @@ def strategy(ch: Chapter, dataset: str, name: str, margin: float | None = None) 
     return ch.config(dataset, {"loss": {"name": "TripletMarginLoss", "kwargs": {"margin": margin}}}, layer)
 
 
+def plan(ch: Chapter):
+    """The chapter's runs (lib.runs.plan): every strategy on every data set, and the margin sweep."""
+    yield [run for ds in ch.settings["datasets"] for run in ch.planned(strategy_arms(ch, ds))] + \
+        ch.planned(margin_sweep_arms(ch))
+
+
+def strategy_arms(ch: Chapter, dataset: str) -> dict[str, RunConfig]:
+    return {name: strategy(ch, dataset, name) for name in ch.settings["strategies"]}
+
+
 def run_strategies(ch: Chapter) -> dict[str, dict[str, list]]:
     """{dataset: {strategy: runs over seeds}}, every run recorded in the chapter's table."""
-    return {ds: ch.run_settings({name: strategy(ch, ds, name) for name in ch.settings["strategies"]})
-            for ds in ch.settings["datasets"]}
+    return {ds: ch.results(strategy_arms(ch, ds)) for ds in ch.settings["datasets"]}
 
 
 def margin_setting(name: str, margin: float) -> str:
     return f"{name}, α={margin}"
 
 
+def margin_sweep_arms(ch: Chapter) -> dict[str, RunConfig]:
+    sweep = ch.settings["margin_sweep"]
+    return {margin_setting(name, m): strategy(ch, sweep["dataset"], name, m)
+            for name in sweep["strategies"] for m in sweep["margins"]}
+
+
 def run_margin_sweep(ch: Chapter) -> dict[str, list]:
     """{"<strategy>, α=<margin>": runs} on the sweep's data set, recorded like the strategies."""
-    sweep = ch.settings["margin_sweep"]
-    return ch.run_settings({margin_setting(name, m): strategy(ch, sweep["dataset"], name, m)
-                            for name in sweep["strategies"] for m in sweep["margins"]})
+    return ch.results(margin_sweep_arms(ch))
 
 
 def strategy_summary(ch: Chapter) -> pd.DataFrame:
@@ -75,47 +88,78 @@ def margin_summary(ch: Chapter) -> pd.DataFrame:
 
 def selected_negatives_figure(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Figure:
     """d(a,n) of the negatives each strategy handed to the loss, first seed, at the first, middle
-    and last epoch: one row per data set, one panel per strategy."""
+    and last epoch, as the share of them in each distance bin (so a miner that puts them all in one
+    bin reads 100 %), with each epoch's mean d(a,p) and the semi-hard band d(a,p) to d(a,p) + α:
+    one row per data set, one panel per strategy, one legend per row."""
     datasets, strategies = ch.settings["datasets"], ch.settings["strategies"]
-    fig, axes = plt.subplots(len(datasets), len(strategies), figsize=(3.3 * len(strategies), 2.9 * len(datasets)),
+    fig, axes = plt.subplots(len(datasets), len(strategies), figsize=(2.5 * len(strategies), 4.2 * len(datasets)),
                              squeeze=False, sharex=True)
     for row, ds in zip(axes, datasets):
         histories = {name: runs[0].history for name, runs in results[ds].items()}
         last = max((int(h.epoch.max()) for h in histories.values() if len(h)), default=1)
-        plots.selected_negative_distances(histories, sorted({1, (last + 1) // 2, last}), row)
-        row[0].set_ylabel(f"{ds}\ndensity")
+        plots.selected_negative_distances(histories, sorted({1, (last + 1) // 2, last}), row, margin=ch.settings["margin"])
+        for ax in row:
+            ax.set_ylabel("% per bin")
+        row[0].set_ylabel(f"{ds}\n% of selected negatives per bin")
+        shown = [ax for ax in row if ax.get_visible()]
+        if shown:
+            plots.legend_outside(shown[-1], fontsize=8, title=ds, title_fontsize=8)
+    fig.suptitle(f"Where each miner's negatives lie (first seed); left of the grey band: hard, "
+                 f"in it: semi-hard (α = {ch.settings['margin']:g}), right of it: easy", fontsize=11)
     fig.tight_layout()
     return fig
 
 
+def _validation_note(ch: Chapter) -> str:
+    """What the per-epoch curves are scored on, per data set (`plots.validation_words`)."""
+    words = {ds: plots.validation_words(ch.config(ds)) for ds in ch.settings["datasets"]}
+    if len(set(words.values())) == 1:
+        return next(iter(words.values()))
+    return "; ".join(f"{ds}: {w}" for ds, w in words.items())
+
+
 def curves_figure(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Figure:
     """Loss/margin, held-out MAP@R, spread ratio (with the contraction threshold) and effective
-    rank (with the collapse threshold) per epoch: thin lines seeds, bold their mean."""
-    panels = [("loss_over_margin", "training loss / margin"), ("val_map@r", "held-out MAP@R"),
-              ("val_spread_ratio", "held-out spread ratio"), ("val_effective_rank", "held-out effective rank")]
+    rank (with the collapse threshold) per epoch: thin lines seeds, bold their mean; one legend,
+    below the panels."""
+    panels = [("loss_over_margin", "training loss / margin", "loss / margin", 1.0),
+              ("val_map@r", "validation MAP@R", "MAP@R (%)", 100.0),
+              ("val_spread_ratio", "held-out spread ratio", "spread ratio", 1.0),
+              ("val_effective_rank", "held-out effective rank", "effective rank (log scale)", 1.0)]
     datasets = ch.settings["datasets"]
-    fig, axes = plt.subplots(len(datasets), len(panels), figsize=(18, 3.4 * len(datasets)), squeeze=False)
+    fig, axes = plt.subplots(len(datasets), len(panels), figsize=(14, 3.6 * len(datasets) + 1.4), squeeze=False)
     for row, ds in zip(axes, datasets):
-        for ax, (column, title) in zip(row, panels):
+        for ax, (column, title, ylabel, scale) in zip(row, panels):
             for i, (name, runs) in enumerate(results[ds].items()):
-                plots.seed_lines(ax, [r.history for r in runs if len(r.history)], column, label=name, color=f"C{i}")
+                plots.seed_lines(ax, [r.history for r in runs if len(r.history)], column, label=name, scale=scale,
+                                 color=plots.PALETTE[i])
             ax.set_title(f"{ds}: {title}", fontsize=10)
-            ax.set_xlabel("epoch")
-        row[2].axhline(ch.config(ds).eval.contraction_threshold, color="orange", ls=":", lw=1)
-        row[3].axhline(MIN_EFFECTIVE_RANK, color="red", ls=":", lw=1)
-        row[3].set_yscale("log")
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
+            ax.set_ylabel(ylabel)
+            plots.epoch_axis(ax)
+        # thresholds in black, told apart by their dashes: every palette colour is a strategy's
+        row[2].axhline(ch.config(ds).eval.contraction_threshold, color="black", ls="--", lw=1,
+                       label="contraction threshold")
+        row[3].axhline(MIN_EFFECTIVE_RANK, color="black", ls=":", lw=1.2, label="collapse threshold")
+        plots.log_axis(row[3])
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    for ax in (axes[0, 2], axes[0, 3]):
+        h, l = ax.get_legend_handles_labels()
+        handles, labels = handles + h[-1:], labels + l[-1:]
+    fig.suptitle(plots.wrap(f"Validation MAP@R: {_validation_note(ch)}", 130), fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0), ncol=4, fontsize=8, frameon=False)
     return fig
 
 
 def map_figure(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Figure:
     datasets = ch.settings["datasets"]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(7 * len(datasets), 0.5 * len(ch.settings["strategies"]) + 1.5),
-                             squeeze=False)
+    width = 5.5 * len(datasets) + 2
+    fig, axes = plt.subplots(1, len(datasets), figsize=(width, max(0.5 * len(ch.settings["strategies"]) + 1.5,
+                                                                   width / 1.75)), squeeze=False, sharey=True)
     for ax, ds in zip(axes[0], datasets):
-        plots.seed_dots(results[ds], "map@r", ax)
+        plots.seed_dots(results[ds], "map@r", ax, order=list(ch.settings["strategies"]))
         ax.set_title(ds)
+    axes[0, 0].set_ylabel("mining strategy")
     fig.tight_layout()
     return fig
 
@@ -124,19 +168,21 @@ def margin_figure(ch: Chapter) -> plt.Figure:
     """Held-out MAP@R against the margin, each sweep strategy: seeds as dots, mean ± sd as bars."""
     sweep = ch.settings["margin_sweep"]
     frame = ch.table()
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, name in enumerate(sweep["strategies"]):
         values = [frame.loc[(frame.dataset == sweep["dataset"]) & (frame.setting == margin_setting(name, m)),
                             "map@r"].to_numpy(dtype=float) * 100 for m in sweep["margins"]]
         ax.errorbar(sweep["margins"], [np.nanmean(v) for v in values],
                     yerr=[np.nanstd(v, ddof=1) if len(v) > 1 else 0 for v in values],
-                    marker="o", capsize=3, label=name, color=f"C{i}")
+                    marker="o", capsize=3, label=f"{name} (mean ± sd)", color=plots.PALETTE[i])
         for m, v in zip(sweep["margins"], values):
-            ax.scatter([m] * len(v), v, color=f"C{i}", alpha=0.35, s=12)
+            ax.scatter([m] * len(v), v, color=plots.PALETTE[i], alpha=0.35, s=12)
     ax.set_xscale("log")
-    ax.set_xlabel("margin α")
+    ax.set_xticks(sweep["margins"], [f"{m:g}" for m in sweep["margins"]])
+    ax.xaxis.set_minor_formatter("")
+    ax.set_xlabel("margin α (log scale)")
     ax.set_ylabel(f"MAP@R on {sweep['dataset']} (%)")
-    ax.legend()
+    ax.legend(loc="best", fontsize=8)
     return fig
 
 
@@ -156,14 +202,17 @@ def comparisons(ch: Chapter, metric: str = VERDICT_METRIC) -> pd.DataFrame:
 
 
 def judged(row: pd.Series, name: str, a: str, b: str) -> str:
-    """'<a> − <b>: +3.4 points (interval, seeds) — **<a> is better**', or, when the interval
-    contains zero, the smallest effect the seeds could have detected."""
-    text = f"{name}: {compare.sentence(row)} —"
-    if row["effect"] == "helps":
-        return f"{text} **{a} is better**"
-    if row["effect"] == "hurts":
-        return f"{text} **{b} is better**"
-    return f"{text} no difference detected; {compare.detectable(row['mde'])}"
+    """'<a> − <b>: Δ +3.4 points (interval at its level; seeds) lies above zero' (`lib.compare.said`,
+    the one voice); when the interval includes zero, the effect these seeds would detect at that level."""
+    return f"{name}: {compare.said(row)}"
+
+
+def ledger_line(ch: Chapter, dataset: str, a: str, b: str, metric: str = VERDICT_METRIC) -> str | None:
+    """The claims ledger's verdict sentence on a - b, word for word (`lib.ledger.chapter_sentence`);
+    None when the ledger does not judge that comparison."""
+    from lib import ledger
+    said = ledger.chapter_sentence(ch, dataset, a, b, metric)
+    return None if said is None else f"**The ledger's verdict** on {a} − {b}: {said}"
 
 
 def geometry(frame: pd.DataFrame, dataset: str, setting: str) -> str:
@@ -194,11 +243,11 @@ def _dataset_verdict(ch: Chapter, dataset: str, family: pd.DataFrame) -> str:
                      f"{fmt(table.loc[best, 'oneshot_accuracy mean'], table.loc[best, 'oneshot_accuracy sd'])}")
     lines[0] += f". Paired by seed, one Holm family of {len(family)} comparisons on {metric}:\n"
     for name, (a, b) in comparison_pairs(list(ch.settings["strategies"])).items():
-        lines.append(f"- {judged(family.loc[name], name, a, b)}.")
-        if a == BATCH_HARD:
-            did = {"helps": "beat semi-hard", "hurts": "did worse than semi-hard"}.get(
-                family.loc[name, "effect"], "could not be told apart from semi-hard")
-            lines[-1] += f" Hermans et al. (2017) report that batch-hard mining works well; here it {did}."
+        lines.append(f"- {judged(family.loc[name], name, a, b)} (this chapter's family, exploratory).")
+        claim = ledger_line(ch, dataset, a, b)
+        if claim:
+            source = "Hermans et al." if a == BATCH_HARD else "FaceNet"
+            lines.append(f"  - {source}'s claim. {claim}.")
     flagged = [s for s in table.index if s == HARD or table.loc[s, "contracted"] or table.loc[s, "collapsed"]]
     lines.append(f"- Geometry (contracted: spread ratio below {ch.config(dataset).eval.contraction_threshold:g}; "
                  f"collapsed: precision@1 at most {CHANCE_FACTOR:g}× chance or effective rank below "

@@ -11,10 +11,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lib import cache, evaluate, scoring, stats, train
+from lib import derived, evaluate, plots, scoring, stats, train
 from lib.errors import ConfigError
 from lib.ledger import CHOSEN_ONESHOT
-from lib.study import Chapter, fmt
+from lib.config import RunConfig
+from lib.study import Chapter, fmt, planned_walk, walk_through
 
 CHOSEN = CHOSEN_ONESHOT  # the road's end, recorded again under this name for the ledger
 START = "start"
@@ -55,40 +56,60 @@ def _selection_metric(result, metric: str) -> float:
     return float(history[metric].dropna().iloc[-1])
 
 
-def road(ch: Chapter) -> list[Step]:
-    """The start recipe, then each ingredient on top of what was kept so far, over the seeds;
-    an ingredient stays when its mean paired gain in `select_on` is positive."""
+def plan(ch: Chapter):
+    """The chapter's runs (lib.runs.plan), a stage per step of the road (each step is chosen from
+    the one before), then the chosen recipe on the minimal background sets."""
+    steps, _, _ = yield from planned_walk(ch, _trained_road(ch))
+    yield ch.planned(background_arms(ch, chosen(steps).layers))
+
+
+def _judge(step: Step, current: Step, steps: list[Step]) -> bool:
+    """Keep `step` when its mean paired gain in the selection metric over `current` is positive."""
+    step.gain = stats.paired_difference(step.selection, current.selection)
+    step.kept = bool(np.isfinite(step.gain.diff) and step.gain.diff > 0)
+    steps.append(step)
+    return step.kept
+
+
+def _trained_road(ch: Chapter):
+    """The road's training steps as a walk that yields each step's {setting: config} before reading
+    its runs (for the plan), and returns (steps, the kept step, the kept ingredients' names)."""
     s = ch.settings
     metric = s["select_on"]
     layers, names = [s["start"]], []
+    steps: list[Step] = []
 
-    def attempt(ingredient: str, extra_layers: list) -> Step:
+    def attempt(ingredient: str, extra_layers: list):
         setting = " + ".join([START, *names, *([ingredient] if ingredient != START else [])])
         cfg = ch.config("omniglot", *extra_layers)
-        results = ch.run_settings({setting: cfg})[setting]
+        yield {setting: cfg}, None
+        results = ch.results({setting: cfg})[setting]
         selection = {r.config.train.seed: _selection_metric(r, metric) for r in results}
         return Step(setting, ingredient, results, selection, None, True, extra_layers)
 
-    def judge(step: Step, current: Step) -> bool:
-        step.gain = stats.paired_difference(step.selection, current.selection)
-        step.kept = bool(np.isfinite(step.gain.diff) and step.gain.diff > 0)
-        steps.append(step)
-        return step.kept
-
-    steps = [attempt(START, layers)]
-    current = steps[0]
+    current = yield from attempt(START, layers)
+    steps.append(current)
     for ingredient, layer in s["ingredients"].items():
-        step = attempt(ingredient, [*layers, layer])
-        if judge(step, current):
+        step = yield from attempt(ingredient, [*layers, layer])
+        if _judge(step, current, steps):
             layers.append(layer)
             names.append(ingredient)
             current = step
-    for ingredient, shifts in s.get("test_time", {}).items():
+    return steps, current, names
+
+
+def road(ch: Chapter) -> list[Step]:
+    """The start recipe, then each ingredient on top of what was kept so far, over the seeds;
+    an ingredient stays when its mean paired gain in `select_on` is positive. Test-time views
+    (no training: they re-score the kept recipe's runs) come last, judged the same way."""
+    metric = ch.settings["select_on"]
+    steps, current, names = walk_through(_trained_road(ch))
+    for ingredient, shifts in ch.settings.get("test_time", {}).items():
         views = (*current.views, *(tuple(v) for v in shifts))
         selection = {r.config.train.seed: _view_scores(r, views)[metric] for r in current.results}
         step = Step(" + ".join([START, *names, ingredient]), ingredient, rescored(current.results, views),
                     selection, None, True, current.layers, views)
-        if judge(step, current):
+        if _judge(step, current, steps):
             names.append(ingredient)
             current = step
     for result in current.results:
@@ -112,7 +133,7 @@ def _view_scores(result, views: tuple) -> dict:
         accuracy, per_run = scoring.oneshot_accuracy(trainer, per_run=True, views=views)
         return {**{f"val_{k}": v for k, v in metrics.items()}, "oneshot_accuracy": accuracy, "per_run": per_run}
 
-    stored = cache.memoized("oneshot-views", compute, inputs={"run": result.key, "views": [list(v) for v in views]},
+    stored = derived.of_run(result, "oneshot-views", compute, params={"views": [list(v) for v in views]},
                             modules=("scoring", "evaluate", "augment"))
     return {k: np.asarray(v) if k == "per_run" else float(v) for k, v in stored.items()}
 
@@ -130,14 +151,19 @@ def chosen(steps: list[Step]) -> Step:
     return [s for s in steps if s.kept][-1]
 
 
+def background_arms(ch: Chapter, layers: list) -> dict[str, RunConfig]:
+    """The chosen recipe (its run overlays `layers`) on each of Lake's minimal background sets."""
+    return {f"{CHOSEN}, {background} background":
+            ch.config("omniglot", *layers, {"data": {"options": {"background": background}}})
+            for background in ch.settings["minimal_backgrounds"]}
+
+
 def minimal_backgrounds(ch: Chapter, best: Step) -> pd.DataFrame:
     """The chosen recipe, unchanged, trained on each of Lake's two minimal background sets (5
     alphabets each, the harder form of the challenge) beside the whole background set."""
     rows = [_background_row("full (30 alphabets)", best.results)]
-    for background in ch.settings["minimal_backgrounds"]:
-        name = f"{CHOSEN}, {background} background"
-        cfg = ch.config("omniglot", *best.layers, {"data": {"options": {"background": background}}})
-        results = rescored(ch.run_settings({name: cfg})[name], best.views)
+    for background, (name, cfg) in zip(ch.settings["minimal_backgrounds"], background_arms(ch, best.layers).items()):
+        results = rescored(ch.results({name: cfg})[name], best.views)
         for result in results:  # the per-seed table, as scored with the chosen views
             ch.record(name, result)
         rows.append(_background_row(f"{background} (5 alphabets)", results))
@@ -192,15 +218,15 @@ def per_run_accuracy(step: Step) -> np.ndarray:
     def compute(result):
         return lambda: {"accuracy": scoring.oneshot_accuracy(train.load_trained(result), per_run=True)[1]}
 
-    return np.stack([cache.memoized("oneshot-per-run", compute(r), inputs={"run": r.key},
-                                    modules=("scoring", "evaluate"))["accuracy"] for r in results])
+    return np.stack([derived.of_run(r, "oneshot-per-run", compute(r), modules=("scoring", "evaluate"))["accuracy"]
+                     for r in results])
 
 
 def _anchor_lines(ax, anchors: list[dict]) -> None:
     """The published levels as lines (dotted: not measured on these runs), labelled at the right
     and spread apart where two levels lie close."""
     for anchor in anchors:
-        ax.axhline(anchor["accuracy"] * 100, color="grey", ls="-" if anchor["on_these_runs"] else ":", lw=1)
+        ax.axhline(anchor["accuracy"] * 100, color=plots.GREY, ls="-" if anchor["on_these_runs"] else ":", lw=1)
     low, high = ax.get_ylim()
     gap, previous = 0.045 * (high - low), -np.inf
     for anchor in sorted(anchors, key=lambda a: a["accuracy"]):
@@ -214,10 +240,10 @@ def _anchor_lines(ax, anchors: list[dict]) -> None:
 
 def road_figure(ch: Chapter, steps: list[Step]) -> plt.Figure:
     metric = ch.settings["select_on"]
-    fig, (ax_val, ax_shot) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 1.5]})
+    fig, (ax_val, ax_shot) = plt.subplots(1, 2, figsize=(12, 7.4), gridspec_kw={"width_ratios": [1, 1.5]})
     labels = [s.ingredient for s in steps]
     for i, step in enumerate(steps):
-        colour = "tab:blue" if step.kept else "tab:grey"
+        colour = plots.PALETTE[0] if step.kept else plots.GREY
         val = np.array(list(step.selection.values())) * 100
         shot = _scores(step.results) * 100
         for ax, y in ((ax_val, val), (ax_shot, shot)):
@@ -225,6 +251,7 @@ def road_figure(ch: Chapter, steps: list[Step]) -> plt.Figure:
             ax.plot([i - 0.25, i + 0.25], [y.mean()] * 2, color=colour, lw=2.5)
     for ax in (ax_val, ax_shot):
         ax.set_xticks(range(len(steps)), labels, rotation=20, ha="right")
+        ax.set_xlabel("step (grey: not kept)")
         ax.grid(axis="y", alpha=0.3)
     ax_val.set_ylabel(f"{metric} (%), background classes held out")
     ax_val.set_title("What chose each step (validation)")
@@ -236,17 +263,17 @@ def road_figure(ch: Chapter, steps: list[Step]) -> plt.Figure:
 
 
 def per_run_figure(ch: Chapter, accuracy: np.ndarray) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(10, 3.6))
+    fig, ax = plt.subplots(figsize=(9.5, 5.6))
     runs = np.arange(1, accuracy.shape[1] + 1)
-    for seed_row in accuracy:
-        ax.scatter(runs, seed_row * 100, s=14, color="tab:blue", alpha=0.6)
-    ax.plot(runs, accuracy.mean(0) * 100, "_", color="tab:red", markersize=14, mew=2, label="mean over seeds")
+    for i, seed_row in enumerate(accuracy):
+        ax.scatter(runs, seed_row * 100, s=14, color=plots.PALETTE[0], alpha=0.6, label="one seed" if i == 0 else None)
+    ax.plot(runs, accuracy.mean(0) * 100, "_", color=plots.MEAN, markersize=14, mew=2, label="mean over seeds")
     ax.set_xticks(runs)
     ax.set_xlabel("Lake's run (20-way, one alphabet each)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"The chosen recipe on each of the 20 runs ({accuracy.shape[0]} seeds)")
     _anchor_lines(ax, ch.settings["anchors"])
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -11,18 +11,26 @@ METRICS = ["recall@1", "map@r", "nmi", "oneshot_accuracy", "effective_rank", "co
 CHANCE_ONE_SHOT = 1 / 20
 
 
+def plan(ch: Chapter):
+    """The chapter's runs (lib.runs.plan): the profile's Omniglot run over its seeds."""
+    yield ch.planned({SETTING: ch.config()})
+
+
 def run(ch: Chapter) -> tuple[list, pd.DataFrame]:
     """The profile's Omniglot run over its seeds, and the mean ± sd table."""
-    results = ch.run_settings({SETTING: ch.config()})[SETTING]
+    results = ch.results({SETTING: ch.config()})[SETTING]
     return results, records.summary(ch.table(), METRICS).droplevel("dataset")
 
 
 def diagnostics(ch: Chapter, results: list) -> None:
-    ch.save(plots.diagnostics([r.history for r in results], title="Omniglot, semi-hard triplet"), "diagnostics",
-            "The trainer's per-epoch diagnostics over seeds")
-    fig = plots.negative_distance_histograms(results[0].history)
+    cfg = results[0].config
+    ch.save(plots.diagnostics([r.history for r in results], title="Omniglot, semi-hard triplet",
+                              validation=plots.validation_words(cfg)), "diagnostics",
+            "The trainer's per-epoch diagnostics over seeds; " + plots.validation_words(cfg))
+    margin = (cfg.loss.kwargs or {}).get("margin")
+    fig = plots.negative_distance_histograms(results[0].history, margin=margin)
     fig.axes[0].set_title("d(a,n) of the semi-hard negatives, seed 0")
-    ch.save(fig, "negative-distances", "Distances of the mined negatives, per epoch")
+    ch.save(fig, "negative-distances", "Distances of the mined negatives, per epoch, beside d(a,p) and the margin")
 
 
 def conclusion(ch: Chapter, results: list, table: pd.DataFrame) -> str:

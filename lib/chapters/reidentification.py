@@ -7,6 +7,7 @@ of the chapter's per-seed table, and every table, figure and verdict below reads
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from types import SimpleNamespace
 
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from lib import compare, plots, reid, records, stats
+from lib import compare, derived, plots, reid, records, stats
 from lib.config import RunConfig
 from lib.evaluate import knn
 from lib.splits import load_splits
@@ -59,6 +60,11 @@ class Metrics:
 # ------------------------------------------------------------------ the recipes and the held-out whales
 
 
+def plan(ch: Chapter):
+    """The chapter's runs (lib.runs.plan): the borrowed recipes, which other chapters' plans hold too."""
+    yield ch.planned(recipes(ch, ch.overrides))
+
+
 def recipes(ch: Chapter, overrides: dict | None) -> dict[str, RunConfig]:
     """The borrowed recipes this profile reports (its `only_recipes`, else all), on the beluga split."""
     chosen = ch.settings.get("only_recipes", list(ch.settings["recipes"]))
@@ -70,12 +76,19 @@ def held_out_whales(recipes: dict[str, RunConfig], results: dict[str, list]):
     """The held-out split every recipe was scored on; refuses a run whose held-out images differ,
     since the scenarios index into this split."""
     split = load_splits(next(iter(recipes.values()))).test
+    ours = hashlib.sha256(np.ascontiguousarray(split.labels, dtype=np.int64).tobytes()).hexdigest()
     for name, runs in results.items():
         for run in runs:
-            if not isinstance(run, Diverged) and not np.array_equal(run.arrays["test_labels"], split.labels):
+            if not isinstance(run, Diverged) and str(_labels_digest(run)) != ours:
                 raise RuntimeError(f"{name}: its held-out images differ from this chapter's; the recipes must "
                                    "share the beluga split")
     return split
+
+
+def _labels_digest(run) -> str:
+    """The sha256 of a run's held-out labels, kept by run (lib.derived)."""
+    return str(derived.of_run(run, "test-labels", lambda: {"sha256": hashlib.sha256(np.ascontiguousarray(
+        run.arrays["test_labels"], dtype=np.int64).tobytes()).hexdigest()})["sha256"])
 
 
 def recipe_table(recipes: dict[str, RunConfig], results: dict[str, list]) -> pd.DataFrame:
@@ -113,11 +126,18 @@ def reid_scores(ch: Chapter, run, split, test_half: reid.OpenSet) -> dict:
     """Every re-identification metric of one run (none for a diverged run, which has no embeddings)."""
     if isinstance(run, Diverged):
         return {}
-    s, emb = ch.settings, run.arrays["test_embeddings"]
-    scores = reid.run_metrics(emb, split.labels, split.meta, competition_k=s["competition_k"],
-                              humpback_k=s["humpback_k"], catalogue_photos=s["catalogue_photos"],
-                              new_fraction=s["new_fraction"], seed=s["protocol_seed"])
-    return {**scores, **new_shares(emb, split.labels, test_half, scores["open-set threshold"])}
+    s = ch.settings
+    protocol = {k: s[k] for k in ("competition_k", "humpback_k", "catalogue_photos", "new_fraction", "protocol_seed")}
+
+    def compute() -> dict:
+        emb = run.arrays["test_embeddings"]
+        scores = reid.run_metrics(emb, split.labels, split.meta, competition_k=s["competition_k"],
+                                  humpback_k=s["humpback_k"], catalogue_photos=s["catalogue_photos"],
+                                  new_fraction=s["new_fraction"], seed=s["protocol_seed"])
+        return {**scores, **new_shares(emb, split.labels, test_half, scores["open-set threshold"])}
+
+    kept = derived.of_run(run, "reid-scores", compute, params=protocol, modules=("reid", "evaluate"))
+    return {k: v.item() for k, v in kept.items()}
 
 
 def measure(ch: Chapter, results: dict[str, list], split) -> pd.DataFrame:
@@ -179,64 +199,150 @@ def _first_trained(runs: list):
 # ------------------------------------------------------------------ figures
 
 
-def scenario_figure(ch: Chapter, table: pd.DataFrame) -> plt.Figure:
+def scored_queries(split, scenario: reid.Scenario) -> int:
+    """The queries a scenario's mAP scores: those whose whale has a photo of the same view in the
+    catalogue (as `lib.reid.scenario_map` counts them)."""
+    view, labels = split.meta["viewpoint"].to_numpy(), split.labels
+    count = 0
+    for v in np.unique(view[scenario.query]):
+        q = scenario.query[view[scenario.query] == v]
+        c = scenario.catalogue[view[scenario.catalogue] == v]
+        count += int(np.isin(labels[q], labels[c]).sum()) if len(c) else 0
+    return count
+
+
+def scenario_queries(ch: Chapter) -> dict[str, int]:
+    """{scenario: queries scored} on the chapter's held-out whales (the recipes share that split)."""
+    split = load_splits(next(iter(recipes(ch, ch.overrides).values()))).test
+    return {name: scored_queries(split, sc) for name, sc in reid.scenarios(split.meta, ch.settings["protocol_seed"]).items()}
+
+
+def _lift(table: pd.DataFrame, m: Metrics) -> str:
+    """The scenario figure's title: how much same-encounter photos lift the score, mean over recipes."""
+    later, same = (np.nanmean([_mean(table, n, m.scenario(x)) for n in _settings(table)]) * 100 for x in (LATER, SAME))
+    if not (math.isfinite(later) and math.isfinite(same)):
+        return f"Held-out mAP@{m.k20} per scenario"
+    return (f"Allowing photos from the query's own encounter moves mAP@{m.k20} from {later:.1f} % (a later encounter) "
+            f"to {same:.1f} %, mean over recipes")
+
+
+def scenario_figure(ch: Chapter, table: pd.DataFrame, queries: dict[str, int] | None = None) -> plt.Figure:
+    """mAP@20 per scenario and recipe, every seed a dot, mean ± sd; each panel names how many
+    queries it scores (`queries`, else counted on the chapter's held-out whales)."""
     m = Metrics(ch)
-    metrics = [m.scenario(s) for s in SCENARIOS]
+    queries = scenario_queries(ch) if queries is None else queries
     by_recipe = {name: [SimpleNamespace(metrics=row) for row in rows.to_dict("records")]
                  for name, rows in table.groupby("setting", sort=False)}
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 0.5 * len(by_recipe) + 1.5), sharey=True,
-                             squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        plots.seed_dots(by_recipe, metric, ax)
-        ax.set_title(metric, fontsize=10)
-        ax.set_xlabel("%")
+    width = 13
+    fig, axes = plt.subplots(1, len(SCENARIOS), figsize=(width, max(0.55 * len(by_recipe) + 2, width / 1.75)),
+                             sharey=True, squeeze=False)
+    for ax, scenario in zip(axes[0], SCENARIOS):
+        plots.seed_dots(by_recipe, m.scenario(scenario), ax)
+        n = queries.get(scenario)
+        ax.set_title(f"{scenario}\n({'?' if n is None else n} queries)", fontsize=10)
+        if n == 0:
+            ax.text(0.5, 0.5, "no query with a match\nin this profile", transform=ax.transAxes, ha="center",
+                    va="center", color=plots.GREY)
+        ax.set_xlabel(f"mAP@{m.k20} (%)\nsmall dots: seeds; large: mean ± sd")
+    axes[0, 0].set_ylabel("recipe")
+    fig.suptitle(_lift(table, m), fontsize=11)
     fig.tight_layout()
-    ch.save(fig, "scenarios", f"Held-out mAP@{m.k20} per scenario and recipe (seeds and mean ± sd)")
+    ch.save(fig, "scenarios", f"Held-out mAP@{m.k20} per scenario and recipe (seeds and mean ± sd); each panel "
+                              "names the queries it scores")
     plt.close(fig)  # the notebook shows the returned figure, once
     return fig
 
 
+def _averaging_takeaway(table: pd.DataFrame, m: Metrics) -> str:
+    """The catalogue figure's title: in how many recipes averaging beats the closest photo with the
+    whole catalogue (means over seeds, computed)."""
+    names = _settings(table)
+    gains = [_mean(table, n, m.individuals(None, "averaged")) - _mean(table, n, m.individuals(None, "per image"))
+             for n in names]
+    gains = [g for g in gains if math.isfinite(g)]
+    if not gains:
+        return f"mAP@{m.k5} over individuals by catalogue size"
+    return (f"Averaging each whale's photos beats its closest photo in {sum(g > 0 for g in gains)} of {len(gains)} "
+            f"recipes with the whole catalogue (mean over seeds)")
+
+
 def catalogue_figure(ch: Chapter, table: pd.DataFrame) -> plt.Figure:
+    """Small multiples, one panel per recipe: mAP@5 over individuals against catalogue photos per
+    whale, ranking by the closest photo (solid) or by the mean of a whale's photos (dashed), mean
+    ± sd over seeds."""
     m = Metrics(ch)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i, name in enumerate(_settings(table)):
-        for how, style in (("per image", "-"), ("averaged", "--")):
+    names = _settings(table)
+    nrows = -(-len(names) // 4)
+    ncols = -(-len(names) // nrows)  # rows of at most four panels, as even as they go
+    width = 3.3 * ncols + 0.6
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, max(3.3 * nrows + 1.4, width / 1.75)), squeeze=False,
+                             sharey=True)
+    xs = np.arange(len(m.photos))
+    for j, (ax, name) in enumerate(zip(axes.flat, names)):
+        for i, (how, style) in enumerate((("per image", "-"), ("averaged", "--"))):
             values = [_values(table, name, m.individuals(p, how)) * 100 for p in m.photos]
-            ax.errorbar(np.arange(len(m.photos)) + 0.04 * i, [v.mean() if len(v) else np.nan for v in values],
+            ax.errorbar(xs + 0.06 * i, [v.mean() if len(v) else np.nan for v in values],
                         yerr=[v.std(ddof=1) if len(v) > 1 else 0 for v in values], ls=style, marker="o", capsize=3,
-                        color=f"C{i}", label=f"{name}, {how}")
-    ax.set_xticks(range(len(m.photos)), [str(p or "all") for p in m.photos])
-    ax.set_xlabel("catalogue photos per whale")
-    ax.set_ylabel(f"mAP@{m.k5} over individuals (%)")
-    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+                        color=plots.PALETTE[i], label=how)
+        ax.set_xticks(xs, [str(p or "all") for p in m.photos])
+        ax.set_title(plots.wrap(name, 30), fontsize=9)
+        ax.set_xlabel("catalogue photos per whale")
+        if j % ncols == 0:  # the other panels share its y axis
+            ax.set_ylabel(f"mAP@{m.k5} over individuals (%)")
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    labels = ["closest photo per whale (mean ± sd)", "mean of a whale's photos (mean ± sd)"]
+    fig.suptitle(_averaging_takeaway(table, m), fontsize=11)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0), ncol=2, fontsize=9, frameon=False)
     ch.save(fig, "catalogue-and-averaging",
-            f"mAP@{m.k5} over individuals against catalogue photos per whale, per image (solid) vs averaged (dashed)")
+            f"mAP@{m.k5} over individuals against catalogue photos per whale, one panel per recipe: ranked by the "
+            "closest photo (solid) or by the mean of each whale's photos (dashed)")
     plt.close(fig)
     return fig
 
 
 def new_whale_roc(ch: Chapter, results: dict[str, list], split, table: pd.DataFrame) -> plt.Figure:
     """ROC of the "new individual" decision on the test half, first trained seed of each recipe, with
-    the threshold that seed chose on the validation half."""
+    the threshold that seed chose on the validation half (a dot; its false-positive rate in the
+    legend and the title)."""
     test_half = _test_half(ch, split)
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = plt.subplots(figsize=(6.5, 8))
+    chosen_fpr = []
     for i, (name, runs) in enumerate(results.items()):
         run = _first_trained(runs)
-        scored = None if run is None else reid.new_scores(run.arrays["test_embeddings"], split.labels, test_half,
-                                                          average=False)
+        scored = None if run is None else derived.of_run(
+            run, "new-individual-scores", lambda run=run: {k: v for k, v in reid.new_scores(
+                run.arrays["test_embeddings"], split.labels, test_half, average=False).items()
+                if k in ("score", "is_new")},
+            params={"protocol_seed": ch.settings["protocol_seed"], "new_fraction": ch.settings["new_fraction"]},
+            modules=("reid",))
         if scored is None or scored["is_new"].all() or not scored["is_new"].any():
             continue
         fpr, tpr, thresholds = roc_curve(scored["is_new"], scored["score"])
-        ax.plot(fpr, tpr, color=f"C{i}", label=f"{name} (AUC {_fmt(table, name, 'new AUC', pct=False)})")
         chosen = table.loc[(table["setting"] == name) & (table["seed"] == run.config.train.seed), "open-set threshold"]
-        at = min(int(np.searchsorted(-thresholds, -chosen.iloc[0])), len(fpr) - 1)
-        ax.scatter(fpr[at], tpr[at], color=f"C{i}", s=40, zorder=3)
-    ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.set_xlabel("known whales called new (false-positive rate)")
-    ax.set_ylabel("new whales called new (recall)")
-    ax.legend(fontsize=7, loc="lower right")
+        at = min(int(np.searchsorted(-thresholds, -chosen.iloc[0])), len(fpr) - 1) if len(chosen) else None
+        colour = plots.PALETTE[i % len(plots.PALETTE)]
+        said = "" if at is None else f"; threshold: {fpr[at] * 100:.0f} % of known whales called new"
+        ax.plot(fpr * 100, tpr * 100, color=colour, label=f"{name} (AUC {_fmt(table, name, 'new AUC', pct=False)}{said})")
+        if at is not None:
+            ax.scatter(fpr[at] * 100, tpr[at] * 100, color=colour, edgecolor="black", s=50, zorder=3)
+            chosen_fpr.append(fpr[at] * 100)
+    ax.plot([0, 100], [0, 100], ":", color=plots.GREY, label="chance")
+    ax.scatter([], [], color="white", edgecolor="black", s=50, label="threshold chosen on the validation half")
+    ax.set_xlabel("known whales called new (false-positive rate, %)")
+    ax.set_ylabel("new whales called new (recall, %)")
+    ax.set_aspect("equal")
+    if chosen_fpr:
+        low, high = f"{min(chosen_fpr):.0f}", f"{max(chosen_fpr):.0f}"
+        ax.set_title(f"The validation thresholds call {low if low == high else f'{low}–{high}'} % of the known "
+                     "whales new", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1)
+    fig.tight_layout()
     ch.save(fig, "new-individual-roc",
-            "ROC of the 'new individual' decision on the test half; dots: threshold chosen on validation")
+            "ROC of the 'new individual' decision on the test half; dots: threshold chosen on validation, its "
+            "false-positive rate in the legend")
     plt.close(fig)
     return fig
 
@@ -245,13 +351,18 @@ def retrievals_figure(ch: Chapter, results: dict[str, list], split, table: pd.Da
     """The top-5 catalogue photos of a few later-encounter queries, for the recipe with the highest
     later-encounter mAP@20 (chosen on the test split after the fact: an illustration, not a finding)."""
     best = best_recipe(table, Metrics(ch).scenario(LATER))
-    emb = _first_trained(results[best]).arrays["test_embeddings"]
+    run = _first_trained(results[best])
     later = reid.scenarios(split.meta, ch.settings["protocol_seed"])[LATER]
     queries = later.query[np.isin(split.labels[later.query], split.labels[later.catalogue])]
     shown = np.random.default_rng(ch.settings["protocol_seed"]).choice(
         queries, size=min(ch.settings["examples"], len(queries)), replace=False)
-    _, neighbours = knn(emb[shown], emb[later.catalogue], min(5, len(later.catalogue)))
-    ranked = later.catalogue[neighbours]
+
+    def compute() -> dict:
+        emb = run.arrays["test_embeddings"]
+        return {"ranked": later.catalogue[knn(emb[shown], emb[later.catalogue], min(5, len(later.catalogue)))[1]]}
+
+    ranked = derived.of_run(run, "top5", compute, params={"protocol_seed": ch.settings["protocol_seed"],
+                                                          "queries": shown.tolist()}, modules=("reid", "evaluate"))["ranked"]
     fig = plots.retrievals([split.read([q])[0].numpy() for q in shown],
                            [[split.read([j])[0].numpy() for j in row] for row in ranked],
                            [[split.labels[j] == split.labels[q] for j in row] for q, row in zip(shown, ranked)],
@@ -292,12 +403,14 @@ def divide_vs_single(ch: Chapter, table: pd.DataFrame) -> pd.DataFrame:
     chapter's `divide-vs-single` table; returned in points."""
     m, s = Metrics(ch), ch.settings
     pair, gain = (s["divided"], s["single"]), s["humpback_gain"]
-    rows = []
+    rows, ruled = [], _ledger_rows(ch)
     for metric in [*m.closed_set, m.open_set]:
         row = compare.compare(table, {metric: pair}, metric).iloc[0][["diff", "low", "high", "seeds", "mde"]]
         judged = metric in m.closed_set
-        verdict = (stats.verdict(compare.differences(table, {metric: pair}, metric)[metric], gain,
-                                 REGIME_MATCHES_HUMPBACK) if judged else "shown, not judged")
+        verdict = (ruled[metric][0] + " (the ledger's)" if metric in ruled else
+                   stats.judge(compare.differences(table, {metric: pair}, metric)[metric], gain,
+                               regime_matches=REGIME_MATCHES_HUMPBACK).label + " (exploratory)" if judged
+                   else "shown, not judged")
         rows.append({"metric": metric, **row, "claimed": gain, "verdict": str(verdict)})
     out = pd.DataFrame(rows).set_index("metric")
     ch.save_table(out, "divide-vs-single")
@@ -309,14 +422,19 @@ def divide_vs_single(ch: Chapter, table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _said(d: stats.Difference) -> str:
-    """`compare.sentence` of one paired difference, then what its interval says (with the minimum
-    detectable effect when it includes zero)."""
-    row = pd.Series({"diff": d.diff, "low": d.low, "high": d.high, "seeds": d.n, "family": d.family_size})
+    """One paired difference at its level and where its interval lies, with the effect these seeds
+    would detect when it includes zero (`lib.stats.verdict_sentence`, the one voice; no claim)."""
     if not math.isfinite(d.diff):
         return "not measured"
-    found = compare.effect(d)
-    said = found if found != compare.EFFECT["none"] else f"{found}; {compare.detectable(stats.mde_of(d))}"
-    return f"{compare.sentence(row)}: {said}"
+    return stats.verdict_sentence(stats.judge(d, claimed=False))
+
+
+def _ledger_rows(ch: Chapter) -> dict[str, tuple[str, str]]:
+    """{metric: (verdict label, verdict sentence)} of the claims ledger's rows on divide and conquer
+    against one learner in this chapter, word for word (`lib.ledger.chapter_verdicts`)."""
+    from lib import ledger
+    pair = (ch.settings["divided"], ch.settings["single"])
+    return {c.metric: (label, said) for c, label, said in ledger.chapter_verdicts(ch) if (c.a, c.b) == pair}
 
 
 def _paired(table: pd.DataFrame, setting: str, metric_a: str, metric_b: str) -> stats.Difference:
@@ -361,23 +479,6 @@ def _open_set_line(ch: Chapter, table: pd.DataFrame) -> str:
             "ranking moves.")
 
 
-VERDICT_REASONS = {stats.Verdict.REPRODUCED: "the interval lies above zero",
-                   stats.Verdict.CONTRADICTED: "the interval lies below the claimed gain",
-                   stats.Verdict.NOT_SUPPORTED: ("the interval lies below the claimed gain, in a regime other than the "
-                                                 "humpback team's (belugas, a small network trained from scratch)")}
-
-
-def _why_inconclusive(row: pd.Series, gain: float) -> str:
-    if not math.isfinite(row["high"]):
-        return "the claim is untestable with these seeds"
-    if not row["mde"] <= gain:
-        excluded = (" (the interval lies below the claimed gain, but with a minimum detectable effect above the "
-                    "claim the study's rule, `lib.stats.verdict`, does not count that as a refutation)"
-                    if row["high"] < gain else "")
-        return f"the claim is untestable with these seeds{excluded}"
-    return "the interval holds both zero and the claimed gain"
-
-
 def pretrained_vs_scratch(ch: Chapter, table: pd.DataFrame) -> pd.DataFrame:
     """Each pretrained recipe minus the same recipe from scratch (`pretrained_pairs`, those both
     run by this profile), paired by seed, on a later encounter and with same-encounter photos
@@ -395,24 +496,25 @@ def _pretrained_line(ch: Chapter, table: pd.DataFrame) -> str | None:
     found = pretrained_vs_scratch(ch, table)
     if not len(found):
         return None
-    parts = [f"{name}, {row['metric']}: {compare.sentence(row)}, {row['effect']}" for name, row in found.iterrows()]
+    parts = [f"{name}, {row['metric']}: {compare.said(row)}" for name, row in found.iterrows()]
     return ("**Pretrained against scratch** (the same recipe on chapter 1's ImageNet-pretrained backbone, paired by "
             "seed, Holm-corrected per metric): " + "; ".join(parts) + ".")
 
 
 def _claim_lines(ch: Chapter, table: pd.DataFrame) -> list[str]:
-    """One line per closed-set metric: the paired difference, its minimum detectable effect beside the
-    claimed gain, and `lib.stats.verdict` (inconclusive whenever the seeds could not have seen the gain)."""
+    """One line per closed-set metric, against the claimed gain: the claims ledger's verdict sentence,
+    word for word, where the ledger judges that metric; else this chapter's own (exploratory)
+    `lib.stats.verdict_sentence` at its level (the regime qualifies it, never decides it)."""
     s, m = ch.settings, Metrics(ch)
     pair, gain = (s["divided"], s["single"]), s["humpback_gain"]
-    lines = []
+    lines, ruled = [], _ledger_rows(ch)
     for role, metric in zip(("decides", "checks"), m.closed_set):
-        row = compare.compare(table, {metric: pair}, metric).iloc[0]
-        verdict = stats.verdict(compare.differences(table, {metric: pair}, metric)[metric], gain,
-                                REGIME_MATCHES_HUMPBACK)
-        why = VERDICT_REASONS.get(verdict, _why_inconclusive(row, gain))
-        lines.append(f"- *{metric}* ({role}): {compare.sentence(row)}; {compare.detectable(row['mde'])}, "
-                     f"against the claimed {gain * 100:+.0f} → **{verdict}**: {why}.")
+        if metric in ruled:
+            lines.append(f"- *{metric}* ({role}), **the ledger's verdict**: {ruled[metric][1]}.")
+            continue
+        judged = stats.judge(compare.differences(table, {metric: pair}, metric)[metric], gain,
+                             regime_matches=REGIME_MATCHES_HUMPBACK)
+        lines.append(f"- *{metric}* ({role}, exploratory): {stats.verdict_sentence(judged)}.")
     return lines
 
 
