@@ -158,10 +158,12 @@ def claims(profile: Profile) -> list:
     c1, c4, c5 = (profile.chapter(n) for n in ("01_beluga_collapse", "04_divide_and_conquer", "05_reidentification"))
     blog = f"blog (margin {c1['blog']['loss']['kwargs']['margin']})"
     smallest = min(c1["dimensions"])
+    # Divide and conquer is judged on the arm chapter 4 declared first: the grid's centre against one
+    # learner at the chapter's own budget. The warm-start arm at the longest budget was picked after
+    # the 1x, 2x and 4x gaps were seen, so its row is exploratory and says so.
     centre = f"K={c4['grid_at']['clusters']}, M={c4['grid_at']['recluster_every']}"
-    longest = max(c4["budgets"])  # divide and conquer is judged at the budget nearest the paper's
-    # and, where chapter 4 runs one, with a warm start (the paper clusters pretrained features)
-    judged = records.warm_start_setting(centre) if c4.get("warm_start_epochs", 0) else centre
+    longest = max(c4["budgets"])
+    warm = records.warm_start_setting(centre) if c4.get("warm_start_epochs", 0) else None
     blog_regime = "ImageNet-pretrained ResNet-50, full-size beluga photos, 256-d projector"
     facenet = "Inception nets on 100-200 M face images, batches of ~1,800, weeks on a cluster"
     blog_claim = dict(source="the blog", regime=blog_regime, chapter="01_beluga_collapse", dataset="beluga")
@@ -191,8 +193,9 @@ def claims(profile: Profile) -> list:
                               regime="ImageNet-pretrained ResNet-50, CUB/Cars/SOP, 224 px", chapter="03_distance_weighted",
                               dataset=c3["pretrained"]["dataset"], metric="recall@1", a=f"{wu}, pretrained",
                               b=f"{semi}, pretrained"))
+    dnc_regime = ("ImageNet-pretrained ResNet-50, 200 epochs (the loss on the whole embedding from epoch 80 in the "
+                  "released code), clustered on pretrained features")
     for ds in ("omniglot", "beluga"):
-        budget = longest if ds == c4["budget_dataset"] else 1  # chapter 4 runs longer budgets on one data set
         mining = dict(source="FaceNet (Schroff et al. 2015)", regime=facenet, chapter="02_mining", dataset=ds)
         out += [
             Share(claim="Mining the hardest negatives collapses training", setting="hard", flag="collapsed", **mining),
@@ -205,23 +208,28 @@ def claims(profile: Profile) -> list:
                        regime="ImageNet-pretrained ResNet-50, CUB/Cars/SOP, 224 px", chapter="03_distance_weighted",
                        dataset=ds, metric="recall@1", a="margin loss, distance-weighted (Wu)", b="semi-hard triplet"),
             Comparison(claim="Divide and conquer (K learners) beats a single learner", source="Sanakoyeu et al. 2019",
-                       regime="ImageNet-pretrained ResNet-50, 200 epochs (the loss on the whole embedding from epoch 80 in the released code), "
-                              "clustered on pretrained features",
-                       chapter="04_divide_and_conquer", dataset=ds, metric="recall@1",
-                       a=records.budget_setting(judged if ds == c4["budget_dataset"] else centre, budget),
-                       b=records.budget_setting("K=1 (single learner)", budget)),
+                       regime=dnc_regime, chapter="04_divide_and_conquer", dataset=ds, metric="recall@1",
+                       a=centre, b="K=1 (single learner)"),
         ]
+        if warm and ds == c4["budget_dataset"] and longest > 1:
+            out.append(Comparison(
+                claim=f"Divide and conquer beats a single learner with a warm start at {longest}x the budget (post hoc: "
+                      "this arm was chosen after the 1x, 2x and 4x gaps were seen)", source="Sanakoyeu et al. 2019",
+                regime=dnc_regime, chapter="04_divide_and_conquer", dataset=ds, metric="recall@1",
+                a=records.budget_setting(warm, longest), b=records.budget_setting("K=1 (single learner)", longest)))
     out += [
         Comparison(claim=f"Divide and conquer adds about {c5['humpback_gain'] * 100:+.0f} points of mAP@5 in whale "
                          "re-identification (judged on closed-set mAP@5, which moves with the embedding)",
                    source="Kaggle humpback team", regime="humpback flukes, large pretrained CNNs, GPU budget",
                    chapter="05_reidentification", dataset="beluga", metric="mAP@5 all photo(s), per image",
                    a=c5["divided"], b=c5["single"], claimed_effect=c5["humpback_gain"]),
-        Level(claim="A ConvNet reaches 86.5 % 20-way one-shot accuracy on Lake's 20 runs (measured on these runs)",
+        Level(claim="A ConvNet reaches 86.5 % 20-way one-shot accuracy on Lake's 20 runs (measured on these runs; "
+                    "post hoc: the test-time views were chosen after a probe that printed Lake's accuracy)",
               source="Lake et al. 2015 (Science)", regime="a ConvNet trained on the background set, GPU budget",
               chapter="06_oneshot_record", dataset="omniglot", setting=CHOSEN_ONESHOT, metric="oneshot_accuracy",
               level=0.865),
-        Level(claim="Metric learning reaches human level, 95.5 %, on Lake's 20 runs (people, measured on these runs)",
+        Level(claim="Metric learning reaches human level, 95.5 %, on Lake's 20 runs (people, measured on these runs; "
+                    "post hoc: the test-time views were chosen after a probe that printed Lake's accuracy)",
               source="Lake et al. 2015 (Science): the level; the study's goal",
               regime="people shown one example each; no training budget",
               chapter="06_oneshot_record", dataset="omniglot", setting=CHOSEN_ONESHOT, metric="oneshot_accuracy",

@@ -45,9 +45,14 @@ def test_the_declaration_is_valid_and_its_seeds_come_from_the_power_calculation(
 def test_every_comparison_the_ledger_judges_is_declared_with_the_chapters_setting_names():
     from lib import ledger
     d = confirmatory.load()
-    listed = {(c.chapter, c.dataset, c.a, c.b, c.metric) for c in ledger.claims(load_profile(d.profile))
-              if isinstance(c, ledger.Comparison)}
-    assert {c.key for c in d.claims} == listed
+    comparisons = [c for c in ledger.claims(load_profile(d.profile)) if isinstance(c, ledger.Comparison)]
+    listed = {(c.chapter, c.dataset, c.a, c.b, c.metric) for c in comparisons}
+    declared = {c.key for c in d.claims}
+    assert declared <= listed
+    # the one comparison left out is the arm chosen after its gaps were seen: exploratory, and it says so
+    left_out = [c for c in comparisons if (c.chapter, c.dataset, c.a, c.b, c.metric) not in declared]
+    assert [c.a for c in left_out] == ["K=4, M=2, warm start, 4x budget"]
+    assert all("post hoc" in c.claim for c in left_out)
     for c in d.claims:  # the names are the committed per-seed tables' own, at the declared budget
         t = pd.read_csv(REPO_ROOT / "figures" / d.pilot / f"{c.chapter}-runs.csv")
         for arm in (c.a, c.b):
