@@ -35,7 +35,7 @@ if [ "$mode" = pack ]; then
   # The data files the plan reads, with their checksums (lib.data checks them there too).
   cp "$data"/omniglot/{images_background.npz,images_evaluation.npz,alphabets.csv,all_runs.zip,images_background_small1.zip,images_background_small2.zip,SHA256SUMS,LICENSE} "$carry/data/omniglot/" 2>/dev/null || true
   cp "$data"/beluga/{beluga_whaledo_max256.zip,metadata_original.csv,SHA256SUMS} "$carry/data/beluga/"
-  "$py" -m lib.runs export --profile "$profile" "$carry/results/$profile/runs.jsonl"
+  "$py" -m lib.runs export --profile "$profile" "$carry/results/$profile/runs.jsonl.gz"
   size=$(du -sb "$carry" | cut -f1)
   echo "gpu_plan.sh: $carry holds $(( size / 1024 / 1024 )) MiB of the $(( limit / 1024 / 1024 )) MiB a lent machine takes"
   du -sh "$carry"/* | sed 's/^/  /'

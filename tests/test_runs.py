@@ -156,7 +156,7 @@ def test_without_ray_or_pyarrow_the_plan_trains_in_processes_and_its_rows_come_b
     """The lent GPU machine's path (scripts/gpu_plan.sh): the store travels as JSON lines, the plan
     trains what it lacks in a process pool, rows go to a file, and `merge` takes them home."""
     monkeypatch.setenv("METRIC_RESULTS", str(trained_store / "results"))
-    exported = folders / "carried" / "smoke" / "runs.jsonl"
+    exported = folders / "carried" / "smoke" / "runs.jsonl.gz"
     exported.parent.mkdir(parents=True)
     assert runs_cli.main(["export", "--profile", "smoke", str(exported)]) == 0
     monkeypatch.setenv("METRIC_RESULTS", str(folders / "carried"))  # only the JSON lines there

@@ -20,6 +20,7 @@ Writes go to a temporary file renamed into place, so a killed writer leaves the 
 """
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -190,10 +191,10 @@ class Store:
                              f"`python -m lib.runs store --profile {self.profile} --prune`")
 
     def export(self, path: Path) -> int:
-        """Every run row as JSON lines (a store a machine without pyarrow can read); returns the count."""
-        with open(path, "w") as handle:
-            for row in self.rows.values():
-                handle.write(json.dumps({c: row[c] for c in RUN_COLUMNS}) + "\n")
+        """Every run row as JSON lines, gzipped when `path` ends in .gz (a store a machine without
+        pyarrow can read, as runs.jsonl[.gz] beside where runs.parquet would be); returns the count."""
+        text = "".join(json.dumps({c: row[c] for c in RUN_COLUMNS}) + "\n" for row in self.rows.values())
+        Path(path).write_bytes(gzip.compress(text.encode()) if str(path).endswith(".gz") else text.encode())
         return len(self.rows)
 
     def prune(self, planned: set[str]) -> int:
@@ -205,12 +206,14 @@ class Store:
 
 
 def _read(path: Path, columns: list[str]) -> list[dict]:
-    lines = path.with_suffix(".jsonl")
-    if not path.exists() and lines.exists():  # an exported store, on a machine without pyarrow
+    exported = [p for p in (path.with_suffix(".jsonl"), path.with_suffix(".jsonl.gz")) if p.exists()]
+    if not path.exists() and exported:  # an exported store, on a machine without pyarrow
         try:
-            return [json.loads(line) for line in lines.read_text().splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise StoreError(f"results store: {lines} is not JSON lines ({exc.msg})") from None
+            text = gzip.decompress(exported[0].read_bytes()).decode() if exported[0].suffix == ".gz" else \
+                exported[0].read_text()
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        except (json.JSONDecodeError, OSError, EOFError) as exc:
+            raise StoreError(f"results store: {exported[0]} is not (gzipped) JSON lines ({exc})") from None
     if not path.exists():
         return []
     import pyarrow.parquet as pq  # here, not above: a bare GPU machine trains without pyarrow
