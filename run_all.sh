@@ -70,8 +70,9 @@ if [ "$got" != "$want" ]; then
   echo "  then rerun), or remove what shadows it (PYTHONPATH, a 'python3' kernelspec: jupyter kernelspec list)." >&2
   exit 1
 fi
-# Check the profile before spending minutes on notebooks.
-"$py" -c "from lib.config import load_profile; load_profile('$profile')" || exit 2
+# Check the profile before spending minutes on notebooks (lib.train adds the checks of each run's
+# components, backbone, augmentation and data options to lib.config's own).
+"$py" -c "import lib.train; from lib.config import load_profile; load_profile('$profile')" || exit 2
 
 had_cache="$([ -n "$(ls "${METRIC_RUNS:-runs}" 2>/dev/null | grep -v '^data_cache$')" ] && echo yes || echo no)"
 out="reports/$profile"

@@ -28,7 +28,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 import time
 from functools import lru_cache
 from importlib import metadata
@@ -38,18 +37,16 @@ from typing import Any
 import numpy as np
 import torch
 
+# Where things are kept, and the atomic writes, live in lib.paths; re-exported for this module's callers.
+from lib.paths import REPO_ROOT, atomic_write_bytes, read_json, runs_dir, write_json
+
 LIB_DIR = Path(__file__).resolve().parent
-REPO_ROOT = LIB_DIR.parent
 BEHAVIOUR_FILE = LIB_DIR / "behaviour.json"
 # The libraries whose versions can change a number.
 LIBRARIES = ("torch", "pytorch-metric-learning", "timm", "faiss-cpu", "numpy")
 # A temporary file in a run's folder older than this belongs to a killed writer. RunDir.start runs
 # under the run's lock (lib.train), where no other process writes that folder, so every one is.
 STALE_TEMP_SECONDS = 0
-
-
-def runs_dir() -> Path:
-    return Path(os.environ.get("METRIC_RUNS", REPO_ROOT / "runs"))
 
 
 def normalized_source(source: str) -> str:
@@ -131,60 +128,16 @@ def provenance(device: "torch.device") -> dict:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def _umask() -> int:
-    """This process's umask, read from /proc where it can be (no other thread sees it change)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # the mode open() would give, not mkstemp's 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj: Any) -> None:
-    _atomic_write_bytes(path, json.dumps(obj, indent=1, default=_json_default).encode())
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
-
-
 def save_torch(path: Path, obj: Any) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    _atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def save_arrays(path: Path, **arrays: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    _atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def memoized(name: str, compute, *, inputs: dict, arrays: tuple[np.ndarray, ...] = (),

@@ -14,7 +14,7 @@ from pytorch_metric_learning import distances, losses, miners
 from lib.errors import ConfigError
 from lib.miners import STUDY_MINERS
 
-if TYPE_CHECKING:  # lib.config imports this module (to validate profiles); no import back
+if TYPE_CHECKING:  # for type checkers only: lib.train.check_run uses this module to check a RunConfig
     from lib.config import RunConfig
 
 def _classes(module, base) -> dict[str, type]:

@@ -26,8 +26,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lib import stats
-from lib.config import REPO_ROOT
 from lib.errors import ConfigError
+from lib.paths import REPO_ROOT
 
 PATH = REPO_ROOT / "params" / "confirmatory.yaml"
 

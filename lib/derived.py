@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from lib.cache import code_fingerprint, read_json, runs_dir, save_arrays, write_json
+from lib.cache import code_fingerprint, save_arrays
+from lib.paths import read_json, runs_dir, write_json
 from lib.runs.store import Store, store_dir
 
 

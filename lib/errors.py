@@ -1,8 +1,8 @@
 """The study's configuration error, in a module with no imports of its own.
 
 `lib.config` re-exports it (`from lib.config import ConfigError` is the same class), and
-modules that lib.config itself uses, such as lib.components, import it from here, so that
-the import graph stays acyclic.
+modules that need no more of lib.config, such as lib.components, import it from here, so that
+they import no config code.
 """
 
 

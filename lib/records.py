@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.cache import runs_dir
-from lib.config import REPO_ROOT
+from lib.paths import REPO_ROOT, runs_dir
 
 KEYS = ["chapter", "dataset", "setting", "seed"]
 REGIME = ["backbone", "pretrained", "image_size", "loss_dim", "evaluated_dim"]

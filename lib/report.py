@@ -20,8 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from lib.cache import _atomic_write_bytes
-from lib.config import REPO_ROOT
+from lib.paths import REPO_ROOT, atomic_write_bytes
 
 _PROFILE_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -199,7 +198,7 @@ def write_figure_index(profile: str, repo_root: Path | None = None) -> Path:
     chapters = _collect(profile, root)
     page = _render(profile, chapters, datetime.now(timezone.utc))
     path = root / "figures" / profile / "index.html"
-    _atomic_write_bytes(path, page.encode("utf-8"))
+    atomic_write_bytes(path, page.encode("utf-8"))
     return path
 
 

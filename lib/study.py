@@ -20,8 +20,8 @@ import matplotlib
 import pandas as pd
 
 from lib import confirmatory, records, train
-from lib.cache import read_json, write_json
-from lib.config import REPO_ROOT, ConfigError, Profile, RunConfig, load_profile
+from lib.config import ConfigError, Profile, RunConfig, load_profile
+from lib.paths import REPO_ROOT, read_json, write_json
 from lib.results import RunResult
 from lib.runs.plan import NotTrained, PlannedRun
 from lib.runs.store import Store
@@ -87,7 +87,7 @@ class Chapter:
         failed = run_dir.file("failed.json")
         if failed.exists() and read_json(failed).get("key") == run_dir.key:
             return Diverged(config, read_json(failed).get("error", "diverged"))
-        stored = self.store.get(run_dir.key)
+        stored = self.store.get(run_dir.key) if self.profile.results_store else None
         if stored is None:
             return None
         if stored.metrics.get("diverged"):

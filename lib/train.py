@@ -5,21 +5,74 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import numpy as np
 import pandas as pd
 import torch.distributed as dist
 
+from lib import components, scoring
 from lib import data as data_lib
-from lib import scoring
+from lib.augment import AUGMENT_PRESETS, BatchAugment, make_augment
 from lib.cache import RunDir, provenance
-from lib.config import ConfigError, RunConfig, load_profile, parse_assignment
+from lib.config import TIMM_BACKBONES, ConfigError, RunConfig, load_profile, parse_assignment
+from lib.config.messages import did_you_mean
+from lib.config.run import add_run_check
+from lib.data.registry import loader_options
 from lib.results import RunResult
 from lib.splits import Splits
 from lib.trainer import Trainer, TrainingDiverged, dist_info
 
-__all__ = ["RunResult", "TrainingDiverged", "load_trained", "main", "run", "run_dir_for"]
+__all__ = ["RunResult", "TrainingDiverged", "check_run", "load_trained", "main", "run", "run_dir_for"]
+
+_checked_runs: set[str] = set()
+
+
+def check_run(cfg: RunConfig) -> None:
+    """What the schema cannot see, checked where a run's config is built rather than when it
+    trains: the named components (loss, miner, distance, optimiser, scheduler) are built once
+    with their keyword arguments, the backbone is 'convnet' or a timm model, the augmentation a
+    preset or BatchAugment's arguments, and the data options the loader's. Raises ConfigError
+    naming the dotted key. Each distinct combination is checked once per process.
+
+    Importing this module adds it to every RunConfig's validation (`lib.config.run.add_run_check`),
+    so lib.config itself imports no torch, pytorch-metric-learning, timm or lib.data."""
+    d = cfg.to_dict()
+    fingerprint = json.dumps([d["loss"], d["miner"], d["distance"], d["optim"], d["model"]["backbone"],
+                              d["data"]["augment"], d["data"]["name"], sorted(d["data"]["options"])],
+                             sort_keys=True, default=str)
+    if fingerprint in _checked_runs:
+        return
+    components.validate(cfg)
+    backbone = cfg.model.backbone
+    if backbone != "convnet" and backbone not in TIMM_BACKBONES:
+        import timm  # 2 s: only for a backbone the profiles do not name
+
+        if not timm.is_model(backbone):
+            raise ConfigError(f"model.backbone: unknown backbone {backbone!r}; give convnet or a timm model name "
+                              f"(timm.list_models()){did_you_mean(backbone, timm.list_models())}")
+    augment = cfg.data.augment
+    if isinstance(augment, str) and augment not in AUGMENT_PRESETS:
+        raise ConfigError(f"data.augment: unknown preset {augment!r}{did_you_mean(augment, list(AUGMENT_PRESETS))}; "
+                          f"presets: {', '.join(AUGMENT_PRESETS)}")
+    if isinstance(augment, dict):
+        accepted = components._parameters(BatchAugment)
+        components._check_arguments("data.augment", "BatchAugment", "BatchAugment", accepted,
+                                    {k: v for k, v in augment.items() if k in accepted})
+        try:
+            make_augment(augment)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError("data.augment: " + " ".join(str(exc).split())) from None
+    valid = loader_options(cfg.data.name)
+    unknown = sorted(set(cfg.data.options) - set(valid))
+    if unknown:
+        raise ConfigError(f"data.options: {cfg.data.name} has no option {', '.join(unknown)}"
+                          f"{did_you_mean(unknown[0], valid)}; valid options: {', '.join(valid) or 'none'}")
+    _checked_runs.add(fingerprint)
+
+
+add_run_check(check_run)  # every RunConfig validated from here on, in this process
 
 
 def run(cfg: RunConfig, *, progress: bool | None = None, force: bool = False,

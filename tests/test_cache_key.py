@@ -8,7 +8,7 @@ import pytest
 from lib import cache
 from lib.config import KEY_NEUTRAL, load_profile
 
-NOT_ON_THE_NUMBERS_PATH = {"cache", "results", "errors"}  # keying, reading results, exception types
+NOT_ON_THE_NUMBERS_PATH = {"cache", "results", "errors", "paths"}  # keying, reading results, exception types, where files live
 
 
 @pytest.mark.slow

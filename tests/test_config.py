@@ -1,6 +1,7 @@
 """Params profiles: every profile validates, and every mistake gets one clear message."""
 import pytest
 
+import lib.train  # noqa: F401  adds the checks of components, backbone, augmentation and data options
 from lib.config import ConfigError, RunConfig, available_profiles, load_profile, parse_assignment
 
 

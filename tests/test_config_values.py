@@ -1,6 +1,7 @@
 """Issue 17: impossible values are refused at load / override time with one ConfigError naming
 the key; issue 16: the pydantic schema keeps the old dict (cache keys), the chapter sections are
-typed, and lib.config / lib.components import each other in one direction only."""
+typed, and lib.config and lib.components import neither the other (lib.train checks a run's
+components)."""
 import ast
 import subprocess
 import sys
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import lib.train  # noqa: F401  adds the checks of components, backbone, augmentation and data options
 from lib import config as config_lib
 from lib.config import ConfigError, load_profile
 

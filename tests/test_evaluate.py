@@ -144,7 +144,7 @@ def test_knn_matches_bruteforce(seed, exclude_self):
 def test_knn_batched_equals_unbatched(monkeypatch):
     x, _ = clustered(0)
     full = ev.knn(x, x, 5, exclude_self=True)
-    monkeypatch.setattr(ev, "_MAX_BATCH_ROWS", 7)  # the row offset of each batch matters for exclude_self
+    monkeypatch.setattr(ev.search, "_MAX_BATCH_ROWS", 7)  # the row offset of each batch matters for exclude_self
     batched = ev.knn(x, x, 5, exclude_self=True)
     np.testing.assert_array_equal(full[1], batched[1])
     np.testing.assert_array_equal(full[0], batched[0])
@@ -199,7 +199,7 @@ def test_retrieval_metrics_match_bruteforce(seed, recall_ks):
 def test_retrieval_metrics_small_batches(monkeypatch):
     x, labels = clustered(1)
     want = ev.retrieval_metrics(x, labels, nmi=False)
-    monkeypatch.setattr(ev, "_MAX_BLOCK_ENTRIES", 200)  # a handful of rows per batch
+    monkeypatch.setattr(ev.search, "_MAX_BLOCK_ENTRIES", 200)  # a handful of rows per batch
     assert ev.retrieval_metrics(x, labels, nmi=False) == pytest.approx(want, abs=1e-12)
 
 
@@ -342,7 +342,7 @@ def test_map_at_k_matches_bruteforce(seed, k):
 def test_map_at_k_per_identity_small_batches(monkeypatch):
     q, ql, db, dbl = reid_data(0)
     want = ev.map_at_k_per_identity(q, ql, db, dbl)
-    monkeypatch.setattr(ev, "_MAX_BLOCK_ENTRIES", 500)
+    monkeypatch.setattr(ev.search, "_MAX_BLOCK_ENTRIES", 500)
     assert ev.map_at_k_per_identity(q, ql, db, dbl) == pytest.approx(want, abs=1e-12)
 
 

@@ -1,8 +1,31 @@
-"""lib/'s import graph has no circle, so every module can be read (and imported) on its own."""
+"""lib/'s layers: no module imports one above it and the import graph has no circle (a function-level
+import counts), every file is short enough to read, and the configuration imports no torch."""
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 LIB = Path(__file__).resolve().parent.parent / "lib"
+MAX_LINES = 450  # a lib file longer than this has more than one job; lib/chapters/ holds one chapter a file
+
+# The layers, bottom to top (README, "Layout", draws them). A module imports only modules of its own
+# layer or of a layer below; a name stands for the module and, unless it is "lib", every module under it.
+# evaluate and stats are computations on arrays, below the models (divide's k-means is evaluate's); the
+# analyses (tables, claims, verdicts, figures) read results and import nothing that trains.
+LAYERS = [
+    ("base", ["lib", "lib.errors", "lib.paths"]),
+    ("config", ["lib.config"]),
+    ("data and computations", ["lib.data", "lib.augment", "lib.evaluate", "lib.geometry", "lib.stats", "lib.mechanics",
+                               "lib.diagnostics", "lib.miners", "lib.cache"]),
+    ("models and components", ["lib.models", "lib.components", "lib.splits", "lib.batching", "lib.divide"]),
+    ("trainer", ["lib.trainer"]),
+    ("scoring", ["lib.scoring", "lib.results", "lib.reid"]),
+    ("train and runs", ["lib.train", "lib.runs"]),
+    ("analysis", ["lib.records", "lib.compare", "lib.confirmatory", "lib.claims", "lib.ledger", "lib.plots",
+                  "lib.report"]),
+    ("study", ["lib.study", "lib.derived"]),
+    ("chapters", ["lib.chapters", "lib.takeaways", "lib.runs.__main__"]),
+]
 
 
 def _module_name(path: Path) -> str:
@@ -72,3 +95,47 @@ def test_the_graph_sees_known_edges():  # so the cycle test cannot pass by seein
     graph = _graph()
     assert "lib.trainer" in graph["lib.train"] and "lib.config" in graph["lib.trainer"]
     assert "lib.data" in graph["lib.splits"]
+    assert "lib.config.run" in graph["lib.config.profile"] and "lib.evaluate.search" in graph["lib.evaluate.metrics"]
+    assert "lib.train" in graph["lib.runs.schedule"]  # a function-level import
+
+
+def _layer(module: str) -> int | None:
+    """The index in LAYERS of `module`'s layer: its longest listed prefix."""
+    best = None
+    for index, (_, names) in enumerate(LAYERS):
+        for name in names:
+            if module == name or (name != "lib" and module.startswith(name + ".")):
+                if best is None or len(name) > len(best[1]):
+                    best = (index, name)
+    return None if best is None else best[0]
+
+
+def test_every_module_has_a_layer():
+    unplaced = sorted(m for m in _graph() if _layer(m) is None)
+    assert not unplaced, f"add {unplaced} to LAYERS in tests/test_lib_layout.py (and to README's drawing)"
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    upward = [f"{m} ({LAYERS[_layer(m)][0]}) imports {d} ({LAYERS[_layer(d)][0]})"
+              for m, deps in sorted(_graph().items()) for d in sorted(deps)
+              if _layer(m) is not None and _layer(d) is not None and _layer(d) > _layer(m)]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_lib_file_is_longer_than_its_limit():
+    long = {str(p.relative_to(LIB.parent)): n for p in sorted(LIB.rglob("*.py"))
+            if "chapters" not in p.relative_to(LIB).parts[:1] and (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"split these along their seams (at most {MAX_LINES} lines): {long}"
+
+
+def test_the_configuration_imports_no_torch():
+    """lib.config validates a profile with pydantic alone; what needs torch, pml, timm or lib.data
+    (a run's components, backbone, augmentation and data options) is lib.train.check_run's."""
+    graph = _graph()
+    config = {m for m in graph if m == "lib.config" or m.startswith("lib.config.")}
+    assert {d for m in config for d in graph[m]} <= config | {"lib.errors", "lib.paths"}
+    probe = ("import sys, lib.config; print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('torch', 'pytorch_metric_learning', 'timm', 'numpy') or m in ('lib.components', 'lib.data', 'lib.train'))))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=LIB.parent, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [], f"import lib.config imported {out.stdout.split()}"

@@ -15,6 +15,7 @@ from lib.runs.store import Store, StoreError, row_from_run_dir, verify
 from lib.study import Chapter
 
 FOUR_SEEDS = "seeds=[0,1,2,3]"
+KEEPS = ["--set", "results_store=true"]  # smoke keeps no results store unless asked
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def trained_store(tmp_path_factory, shared_data):
         mp.setenv("METRIC_RUNS", str(root / "runs"))
         mp.setenv("METRIC_RESULTS", str(root / "results"))
         code = runs_cli.main(["train", "--profile", "smoke", "--chapter", "00_quickstart", "--set", FOUR_SEEDS,
-                              "--workers", "2"])
+                              "--workers", "2", *KEEPS])
         import ray
 
         ray.shutdown()
@@ -61,12 +62,12 @@ def test_a_chapter_renders_from_the_store_with_an_empty_run_cache_and_never_trai
     monkeypatch.setenv("METRIC_RESULTS", str(trained_store / "results"))
     monkeypatch.setenv("METRIC_RUNS", str(tmp_path / "empty"))
     monkeypatch.setattr(train, "run", lambda *a, **k: pytest.fail("a chapter trained"))
-    ch = Chapter("00_quickstart", "smoke", {"seeds": [0, 1, 2, 3]})
+    ch = Chapter("00_quickstart", "smoke", {"seeds": [0, 1, 2, 3], "results_store": True})
     results, table = quickstart.run(ch)
     assert [r.path for r in results] == [None] * 4  # served from the store
     assert int(table["seeds"].iloc[0]) == 4
     with pytest.raises(NotTrained, match="python -m lib.runs train --profile smoke"):
-        quickstart.run(Chapter("00_quickstart", "smoke", {"seeds": [7]}))
+        quickstart.run(Chapter("00_quickstart", "smoke", {"seeds": [7], "results_store": True}))
     with pytest.raises(LookupError, match="served from the results store"):
         results[0].arrays
 
@@ -76,13 +77,13 @@ def test_a_derived_entry_is_kept_by_run_and_served_from_the_store_without_the_ru
                                                                                   tmp_path):
     monkeypatch.setenv("METRIC_RESULTS", str(trained_store / "results"))
     monkeypatch.setenv("METRIC_RUNS", str(trained_store / "runs"))
-    ch = Chapter("00_quickstart", "smoke", {"seeds": [0]})
+    ch = Chapter("00_quickstart", "smoke", {"seeds": [0], "results_store": True})
     run = ch.results({"x": ch.config()})["x"][0]
     assert run.path is not None  # from the run cache, with its embeddings
     mean = derived.of_run(run, "mean", lambda: {"m": run.arrays["test_embeddings"].mean(0)}, params={"p": 1})
     Store("smoke").merge([], derived.entries_for({run.key}))
     monkeypatch.setenv("METRIC_RUNS", str(tmp_path / "empty"))
-    stored = Chapter("00_quickstart", "smoke", {"seeds": [0]}).results({"x": ch.config()})["x"][0]
+    stored = Chapter("00_quickstart", "smoke", {"seeds": [0], "results_store": True}).results({"x": ch.config()})["x"][0]
     assert stored.path is None
     again = derived.of_run(stored, "mean", lambda: pytest.fail("recomputed"), params={"p": 1})
     np.testing.assert_array_equal(again["m"], mean["m"])
@@ -129,6 +130,14 @@ def test_a_run_given_twice_or_an_orphan_row_fails_loudly(trained_store, folders)
     assert store.prune(set()) == 1 and not Store("smoke").rows
 
 
+def test_a_profile_that_keeps_no_store_reads_the_run_cache_alone(folders, shared_data, capsys):
+    """smoke and quick keep no results store: nothing stale of theirs outlives the run cache."""
+    assert runs_cli.main(["export", "--profile", "smoke", str(folders / "x.jsonl")]) == 2
+    assert "keeps no results store" in capsys.readouterr().err
+    assert Chapter("00_quickstart", "smoke").profile.results_store is False
+    assert Chapter("00_quickstart", "full").profile.results_store is True
+
+
 def test_the_plan_declares_stages_that_wait_for_earlier_results(folders, shared_data):
     """Chapter 1's minimal fix is chosen from its ablations and chapter 6's road from its start:
     with nothing trained, the plan holds their first stages and says more will come."""
@@ -158,16 +167,16 @@ def test_without_ray_or_pyarrow_the_plan_trains_in_processes_and_its_rows_come_b
     monkeypatch.setenv("METRIC_RESULTS", str(trained_store / "results"))
     exported = folders / "carried" / "smoke" / "runs.jsonl.gz"
     exported.parent.mkdir(parents=True)
-    assert runs_cli.main(["export", "--profile", "smoke", str(exported)]) == 0
+    assert runs_cli.main(["export", "--profile", "smoke", str(exported), *KEEPS]) == 0
     monkeypatch.setenv("METRIC_RESULTS", str(folders / "carried"))  # only the JSON lines there
     assert len(Store("smoke").rows) == 4
     rows = folders / "rows.jsonl"
     assert runs_cli.main(["train", "--profile", "smoke", "--chapter", "00_quickstart", "--set", "seeds=[0,1,2,3,4]",
-                          "--executor", "processes", "--workers", "2", "--rows-out", str(rows)]) == 0
+                          "--executor", "processes", "--workers", "2", "--rows-out", str(rows), *KEEPS]) == 0
     came_back = [json.loads(line) for line in rows.read_text().splitlines()]
     assert [json.loads(r["config"])["train"]["seed"] for r in came_back] == [4]  # 0-3 were in the store
     monkeypatch.setenv("METRIC_RESULTS", str(folders / "home"))
-    assert runs_cli.main(["merge", "--profile", "smoke", str(rows)]) == 0
+    assert runs_cli.main(["merge", "--profile", "smoke", str(rows), *KEEPS]) == 0
     assert list(Store("smoke").rows) == [came_back[0]["key"]]
     rows.write_text(rows.read_text() + "{not a row\n")
-    assert runs_cli.main(["merge", "--profile", "smoke", str(rows)]) == 2
+    assert runs_cli.main(["merge", "--profile", "smoke", str(rows), *KEEPS]) == 2

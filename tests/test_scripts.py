@@ -79,6 +79,7 @@ def checkout(tmp_path) -> Path:
     (b / "lib").mkdir()
     (b / "lib" / "__init__.py").write_text("")
     (b / "lib" / "config.py").write_text(STUB_CONFIG)
+    (b / "lib" / "train.py").write_text("")  # run_all.sh imports it to check the profile's runs
     (b / "lib" / "report.py").write_text(STUB_REPORT)
     for package, stub in (("runs", STUB_RUNS), ("chapters", STUB_CHAPTERS)):
         (b / "lib" / package).mkdir()

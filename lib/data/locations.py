@@ -5,7 +5,7 @@ import os
 import time
 from pathlib import Path
 
-# lib/data/locations.py -> the repository root (computed here, not imported from lib.config,
+# lib/data/locations.py -> the repository root (computed here as in lib.paths, not imported,
 # so that the data layer imports nothing else of lib).
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 

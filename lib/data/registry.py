@@ -37,7 +37,7 @@ DATASETS: tuple[str, ...] = tuple(_REGISTRY)
 
 def loader_options(name: str) -> list[str]:
     """The options (`data.options` keys) that data set `name`'s loader takes, besides root and
-    image_size (lib.config checks a run's options against them)."""
+    image_size (lib.train.check_run checks a run's options against them)."""
     if name not in _REGISTRY:
         raise UnknownDatasetError(f"unknown data set {name!r}; valid: {', '.join(DATASETS)}")
     return [p for p in inspect.signature(_REGISTRY[name][0]).parameters if p not in ("root", "image_size")]

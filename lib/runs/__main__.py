@@ -43,10 +43,11 @@ def build_plan(profile: str, overrides: dict | None = None, chapters: list[str] 
     return plan_lib.build(profile, plans, make)
 
 
-def finished(run: plan_lib.PlannedRun, store: Store) -> bool:
-    """Whether a planned run has an outcome: a result in the run cache or the store, or a divergence."""
+def finished(run: plan_lib.PlannedRun, store: Store | None) -> bool:
+    """Whether a planned run has an outcome: a result in the run cache or the store (for a profile
+    that keeps one), or a divergence."""
     run_dir = train.run_dir_for(run.config)
-    if run_dir.load_result() is not None or run.key in store.rows:
+    if run_dir.load_result() is not None or (store is not None and run.key in store.rows):
         return True
     failed = run_dir.file("failed.json")
     return failed.exists() and read_json(failed).get("key") == run.key
@@ -73,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
     try:
         overrides = dict(parse_assignment(a) for a in args.overrides) or None
-        store = Store(args.profile)
+        keeps = load_profile(args.profile, overrides).results_store
+        store = Store(args.profile) if keeps else None
+        if args.command in ("merge", "export") and not keeps:
+            raise ConfigError(f"profile '{args.profile}' keeps no results store (results_store: false in its params)")
         if args.command == "plan":
             return _show(build_plan(args.profile, overrides, args.chapter), store)
         if args.command == "store":
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _show(plan: plan_lib.Plan, store: Store) -> int:
+def _show(plan: plan_lib.Plan, store: Store | None) -> int:
     missing = plan.missing(lambda r: finished(r, store))
     by_chapter: dict[str, list] = {}
     for run in plan.runs.values():
@@ -103,25 +107,28 @@ def _show(plan: plan_lib.Plan, store: Store) -> int:
         waiting = sum(r in missing for r in runs)
         print(f"{chapter:24s} {len(runs):4d} runs, {waiting:4d} missing"
               + ("" if plan.complete.get(chapter, True) else "  (later stages wait for these)"))
-    print(f"{'all':24s} {len(plan.runs):4d} runs, {len(missing):4d} missing; stored in {store.path}: "
-          f"{sum(k in store.rows for k in plan.keys)}")
+    kept = "no results store" if store is None else \
+        f"stored in {store.path}: {sum(k in store.rows for k in plan.keys)}"
+    print(f"{'all':24s} {len(plan.runs):4d} runs, {len(missing):4d} missing; {kept}")
     return 0
 
 
-def _store(plan: plan_lib.Plan, store: Store, prune: bool) -> int:
+def _store(plan: plan_lib.Plan, store: Store | None, prune: bool) -> int:
     """Merge the plan's finished runs of the run cache, and what the chapters derived from them,
-    into the store; then check that every run a chapter's per-seed table names is planned."""
-    local = [row_from_run_dir(train.run_dir_for(r.config).path) for r in plan.runs.values()
-             if r.key not in store.rows and finished(r, store) and train.run_dir_for(r.config).path.exists()]
-    counts = store.merge(local, derived.entries_for(plan.keys))
-    if prune:
-        print(f"pruned {store.prune(plan.keys)} run(s) the plan no longer has")
-    print(f"results store {store.path}: {counts}")
+    into the store (for a profile that keeps one); then check that every run a chapter's per-seed
+    table names is planned."""
+    if store is not None:
+        local = [row_from_run_dir(train.run_dir_for(r.config).path) for r in plan.runs.values()
+                 if r.key not in store.rows and finished(r, store) and train.run_dir_for(r.config).path.exists()]
+        counts = store.merge(local, derived.entries_for(plan.keys))
+        if prune:
+            print(f"pruned {store.prune(plan.keys)} run(s) the plan no longer has")
+        print(f"results store {store.path}: {counts}")
     outside = unplanned_reads(plan)
     if outside:
         raise StoreError(f"{len(outside)} run(s) a chapter read are not in the plan, e.g. {outside[0]}: "
                          "declare them in the chapter's plan()")
-    if plan.finished_planning:
+    if store is not None and plan.finished_planning:
         store.check(plan.keys)
     return 0
 
@@ -174,11 +181,13 @@ def _train(args, overrides: dict | None, store: Store) -> int:
             break
         print(f"lib.runs: {len(missing)} of {len(plan.runs)} planned run(s) to train"
               + ("" if plan.finished_planning else " (more are planned once these exist)"))
-        keep = (lambda row: _append(args.rows_out, row)) if args.rows_out else (lambda row: store.merge([row]))
+        keep = (lambda row: _append(args.rows_out, row)) if args.rows_out else \
+            (lambda row: store.merge([row])) if store is not None else None
         outcomes = train_runs(missing, resources, args.address, on_row=keep, executor=args.executor)
         failures += [o for o in outcomes if "error" in o]
         trained += sum("row" in o for o in outcomes)
-    kept = f"rows in {args.rows_out}" if args.rows_out else f"results store {store.path}: {len(store.rows)} run(s)"
+    kept = f"rows in {args.rows_out}" if args.rows_out else "the run cache only" if store is None else \
+        f"results store {store.path}: {len(store.rows)} run(s)"
     print(f"lib.runs: {trained} run(s) trained in {time.time() - start:.0f} s; {kept}")
     if failures:
         print(f"lib.runs: {len(failures)} run(s) failed, e.g. {failures[0]['key']}: {failures[0]['error']}",

@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.cache import REPO_ROOT, read_json, run_key
+from lib.cache import run_key
 from lib.config import RunConfig
+from lib.paths import read_json, results_dir
 
 RUN_COLUMNS = ["key", "dataset", "seed", "precision", "config", "key_config", "data_fingerprint", "behaviour",
                "metrics", "history", "provenance"]
@@ -44,7 +45,7 @@ class StoreError(RuntimeError):
 
 
 def store_dir(profile: str) -> Path:
-    return Path(os.environ.get("METRIC_RESULTS", REPO_ROOT / "results")) / profile
+    return results_dir() / profile
 
 
 @dataclass(frozen=True)
