@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -101,6 +102,7 @@ def run(cfg: RunConfig, *, progress: bool | None = None, force: bool = False,
 
 
 def _train(cfg: RunConfig, run_dir: RunDir, trainer: Trainer, rank: int, world: int) -> RunResult:
+    started = time.time()
     if rank == 0:
         run_dir.start()
     final: dict = {}
@@ -120,7 +122,9 @@ def _train(cfg: RunConfig, run_dir: RunDir, trainer: Trainer, rank: int, world: 
     metrics = {**metrics, **_training_summary(history), "train_steps": steps,
                "train_images_seen": steps * cfg.train.batch_size, "key": run_dir.key}
     arrays = _arrays(trainer, test_emb, test_loss_side) if cfg.eval.save_embeddings else {}
-    run_dir.finish(metrics, history, arrays, provenance(trainer.device))
+    # wall seconds to train and score here (a resumed run: since it resumed)
+    made_by = {**provenance(trainer.device), "seconds": round(time.time() - started, 1)}
+    run_dir.finish(metrics, history, arrays, made_by)
     if world > 1:
         dist.barrier()
     return RunResult(cfg, run_dir.key, run_dir.path, metrics, pd.DataFrame(history), arrays or None)
