@@ -180,3 +180,16 @@ def test_without_ray_or_pyarrow_the_plan_trains_in_processes_and_its_rows_come_b
     assert list(Store("smoke").rows) == [came_back[0]["key"]]
     rows.write_text(rows.read_text() + "{not a row\n")
     assert runs_cli.main(["merge", "--profile", "smoke", str(rows), *KEEPS]) == 2
+
+
+@pytest.mark.slow
+def test_two_writers_of_one_store_never_write_over_each_other(trained_store, folders):
+    """Training merges each run as it arrives while a render's `lib.runs store` merges too: each
+    reads the store afresh under its lock, so an update is never lost to a stale copy."""
+    rows = [row_from_run_dir(p) for p in sorted((trained_store / "runs").iterdir()) if (p / "complete.json").exists()]
+    training, render = Store("smoke"), Store("smoke")
+    training.merge([rows[0]])
+    assert list(render.rows) == [rows[0]["key"]]  # the render's copy, read now
+    training.merge([rows[1]])
+    render.merge([rows[2]])  # from a stale copy without rows[1]
+    assert set(Store("smoke").rows) == {r["key"] for r in rows[:3]}

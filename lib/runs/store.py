@@ -20,6 +20,8 @@ Writes go to a temporary file renamed into place, so a killed writer leaves the 
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import io
 import json
@@ -154,12 +156,30 @@ class Store:
         `derived` entries to the store, and write it.
 
         Every row, old and new, is verified first, and a run given twice fails: nothing is written
-        then. A key already stored is replaced (the same identity, trained again). Returns counts."""
-        rows = dict(self.rows)
+        then. A key already stored is replaced (the same identity, trained again). Two processes
+        that merge at once (training, and a render's `lib.runs store`) take turns: each reads the
+        store afresh under the lock, so neither writes over what the other added. Returns counts."""
         given = [row["key"] for row in new_rows]
         twice = sorted({k for k in given if given.count(k) > 1})
         if twice:
             raise StoreError(f"results store: run {twice[0]} given twice in one merge")
+        with self._locked():
+            return self._merge(new_rows, derived)
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """The store for this process alone, read afresh (released by the system if its holder dies)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                self._rows, self._derived = None, None
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _merge(self, new_rows: list[dict], derived: list[dict] | None) -> dict[str, int]:
+        rows = dict(self.rows)
         added = 0
         for row in new_rows:
             verify(row)
@@ -199,10 +219,11 @@ class Store:
         return len(self.rows)
 
     def prune(self, planned: set[str]) -> int:
-        keep = {k: r for k, r in self.rows.items() if k in planned}
-        dropped = len(self.rows) - len(keep)
-        _write(self.path / "runs.parquet", list(keep.values()), RUN_COLUMNS)
-        self._rows = keep
+        with self._locked():
+            keep = {k: r for k, r in self.rows.items() if k in planned}
+            dropped = len(self.rows) - len(keep)
+            _write(self.path / "runs.parquet", list(keep.values()), RUN_COLUMNS)
+            self._rows = keep
         return dropped
 
 
