@@ -39,8 +39,7 @@ import numpy as np
 import pandas as pd
 
 from lib import confirmatory, records, stats
-# CHOSEN_ONESHOT is re-exported: chapter 6 imports it from here
-from lib.claims import CHOSEN_ONESHOT, Comparison, Level, Share, claims  # noqa: F401
+from lib.claims import Comparison, Level, Share, claims  # noqa: F401
 from lib.config import Profile
 from lib.paths import REPO_ROOT
 from lib.stats import Verdict

@@ -50,16 +50,6 @@ def record(chapter: str, dataset: str, setting: str, result) -> dict:
     return row
 
 
-def warm_start_setting(arm: str) -> str:
-    """The setting name of divide-and-conquer `arm` with its first epochs on the whole embedding (chapter 4)."""
-    return f"{arm}, warm start"
-
-
-def budget_setting(arm: str, multiple: int) -> str:
-    """The setting name of `arm` trained at `multiple` times its chapter's budget (chapter 4)."""
-    return arm if multiple == 1 else f"{arm}, {multiple}x budget"
-
-
 def table_path(profile: str, chapter: str) -> Path:
     return runs_dir() / "tables" / profile / f"{chapter}.csv"
 

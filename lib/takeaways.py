@@ -240,7 +240,7 @@ def removes_collapse(shares: pd.DataFrame, reference: str, space: str) -> str:
 def collapse_lines(ch, frame: pd.DataFrame | None = None) -> list[str]:
     """Chapter 1's own finding, from its per-seed table: in each space, which one-factor changes to the
     blog (its margins and ablations; and on the pretrained backbone, where run) leave no seed collapsed."""
-    from lib.chapters import collapse
+    from lib.chapters import beluga_collapse as collapse
 
     frame = ch.table() if frame is None else frame
     blog = collapse.blog_name(ch)

@@ -26,8 +26,11 @@ from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from lib import ledger, plots, records  # noqa: E402
-from lib.chapters import (claims, collapse, distance_weighted, divide_and_conquer, mining,  # noqa: E402
-                          oneshot_record, quickstart, reidentification)
+from lib.chapters import beluga_collapse as collapse  # noqa: E402
+from lib.chapters import claims_ledger as claims  # noqa: E402
+from lib.chapters import (distance_weighted, divide_and_conquer, mining, oneshot_record, quickstart,  # noqa: E402
+                          reidentification)
+from lib.chapters import distance_weighted_figures, divide_and_conquer_figures, reidentification_figures  # noqa: E402
 from lib.config import load_profile  # noqa: E402
 from lib.stats import Verdict  # noqa: E402
 from lib.study import Chapter, divide_setting  # noqa: E402
@@ -272,12 +275,12 @@ def _dw_results(ch, fallback: float = 0.0):
 
 def test_beta_and_fallback_drops_flat_panels_and_fits_16_9(chapter) -> None:
     ch = chapter("03_distance_weighted")
-    fig = distance_weighted.beta_and_fallback_figure(ch, _dw_results(ch, fallback=0.0))
+    fig = distance_weighted_figures.beta_and_fallback_figure(ch, _dw_results(ch, fallback=0.0))
     check_slide(fig, "03 beta and fallback (never fired)")
     shown = [ax for ax in fig.axes if ax.get_visible()]
     assert len(shown) == len(ch.settings["datasets"])  # the all-zero panels are gone ...
     assert "never fired" in fig._suptitle.get_text()  # ... and said in words
-    fig = distance_weighted.beta_and_fallback_figure(ch, _dw_results(ch, fallback=0.01))
+    fig = distance_weighted_figures.beta_and_fallback_figure(ch, _dw_results(ch, fallback=0.01))
     check_slide(fig, "03 beta and fallback (fired)")
     assert sum("all-zero" in ax.get_title() for ax in fig.axes) == len(ch.settings["datasets"])
 
@@ -285,15 +288,15 @@ def test_beta_and_fallback_drops_flat_panels_and_fits_16_9(chapter) -> None:
 def test_distance_weighted_other_figures_fit_a_slide(chapter, monkeypatch) -> None:
     ch = chapter("03_distance_weighted")
     results = _dw_results(ch)
-    check_slide(distance_weighted.seed_dots_figure(ch, results), "03 map by method")
-    check_slide(distance_weighted.sphere_density_figure(ch, {}), "03 sphere density")
+    check_slide(distance_weighted_figures.seed_dots_figure(ch, results), "03 map by method")
+    check_slide(distance_weighted_figures.sphere_density_figure(ch, {}), "03 sphere density")
     rng = np.random.default_rng(0)
     monkeypatch.setattr(distance_weighted.derived, "of_run", lambda r, name, compute, **kw: {
         "distance": rng.uniform(0.2, 1.4, 80), "variance": rng.uniform(0, 1, 80)})
     fig, _ = distance_weighted.gradient_noise(ch, results)
     check_slide(fig, "03 gradient variance")
     pretrained = {arm: [run(s) for s in SEEDS] for arm in distance_weighted.pretrained_arms(ch)}
-    check_slide(distance_weighted.pretrained_figure(ch, results, pretrained), "03 pretrained")
+    check_slide(distance_weighted_figures.pretrained_figure(ch, results, pretrained), "03 pretrained")
 
 
 # ----------------------------------------------------------------------------- chapter 4
@@ -309,14 +312,14 @@ def _grid_table(ch) -> pd.DataFrame:
 def test_map_vs_k_shows_paired_points_with_intervals_without_magnifying_noise(chapter) -> None:
     ch = chapter("04_divide_and_conquer")
     ch.frame = _grid_table(ch)
-    fig = divide_and_conquer.accuracy_against_grid(ch)
+    fig = divide_and_conquer_figures.accuracy_against_grid(ch)
     check_slide(fig, "04 map vs k")
     for ax in fig.axes:
         assert _zero_line(ax, "y"), ax.get_ylabel()
         joined = [line for line in _lines(ax) if len(line.get_xdata()) > 1 and not np.allclose(line.get_ydata(), 0)]
         assert not joined, "no line joins separate arms"
         low, high = ax.get_ylim()
-        assert high - low >= 2 * divide_and_conquer.MIN_SPAN  # differences of 0.2 points are not blown up
+        assert high - low >= 2 * divide_and_conquer_figures.MIN_SPAN  # differences of 0.2 points are not blown up
         assert "minus K = 1" in ax.get_ylabel() and "points" in ax.get_ylabel()
     assert "minus one learner" in fig._suptitle.get_text()
 
@@ -325,20 +328,20 @@ def test_divide_and_conquer_other_figures_fit_a_slide(chapter, monkeypatch) -> N
     ch = chapter("04_divide_and_conquer")
     results = {ds: {name: [run(s, divide_setting(ch, ds, k, m), {"recall@1": 0.5}) for s in SEEDS]
                     for name, (k, m) in divide_and_conquer.grid(ch).items()} for ds in ch.settings["datasets"]}
-    check_slide(divide_and_conquer.learning_curves(ch, results), "04 learning curves")
-    check_slide(divide_and_conquer.clusters_and_cost(ch, results), "04 clusters and cost")
+    check_slide(divide_and_conquer_figures.learning_curves(ch, results), "04 learning curves")
+    check_slide(divide_and_conquer_figures.clusters_and_cost(ch, results), "04 clusters and cost")
     rng = np.random.default_rng(0)
-    monkeypatch.setattr(divide_and_conquer.derived, "of_run", lambda r, name, compute, **kw: {
+    monkeypatch.setattr(divide_and_conquer_figures.derived, "of_run", lambda r, name, compute, **kw: {
         "z": rng.normal(size=(60, 2)), "learner": rng.integers(-1, 2, 60)})
-    check_slide(divide_and_conquer.learners_map(ch, results), "04 tsne by learner")
+    check_slide(divide_and_conquer_figures.learners_map(ch, results), "04 tsne by learner")
     arms = list(divide_and_conquer.budget_arms(ch))
     multiples = ch.settings["budgets"]
     budget_runs = {m: {arm: [run(s, metrics={"recall@1": 0.5 + 0.01 * s}) for s in SEEDS] for arm in arms}
                    for m in multiples}
     gap = pd.DataFrame([{"arm": arm, "epochs": 5 * m, "diff": 0.01, "low": -0.01, "high": 0.03}
                         for arm in arms[1:] for m in multiples])
-    check_slide(divide_and_conquer.budget_figure(ch, budget_runs, gap), "04 budgets")
-    check_slide(divide_and_conquer.budget_curves(ch, budget_runs), "04 budget curves")
+    check_slide(divide_and_conquer_figures.budget_figure(ch, budget_runs, gap), "04 budgets")
+    check_slide(divide_and_conquer_figures.budget_curves(ch, budget_runs), "04 budget curves")
 
 
 # ----------------------------------------------------------------------------- chapter 5
@@ -360,7 +363,7 @@ def test_scenarios_name_their_queries_and_fit_16_9(chapter) -> None:
     ch = chapter("05_reidentification")
     table = _reid_table(ch)
     queries = dict(zip(reidentification.SCENARIOS, (123, 456, 10)))
-    fig = reidentification.scenario_figure(ch, table, queries=queries)
+    fig = reidentification_figures.scenario_figure(ch, table, queries=queries)
     check_slide(fig, "05 scenarios")
     titles = [ax.get_title() for ax in fig.axes]
     assert any("(10 queries)" in t for t in titles) and all("queries" in t for t in titles)
@@ -370,7 +373,7 @@ def test_scenarios_name_their_queries_and_fit_16_9(chapter) -> None:
 def test_catalogue_is_small_multiples(chapter) -> None:
     ch = chapter("05_reidentification")
     table = _reid_table(ch)
-    fig = reidentification.catalogue_figure(ch, table)
+    fig = reidentification_figures.catalogue_figure(ch, table)
     check_slide(fig, "05 catalogue and averaging")
     shown = [ax for ax in fig.axes if ax.get_visible()]
     assert len(shown) == table["setting"].nunique()
@@ -386,10 +389,10 @@ def test_new_individual_roc_annotates_the_chosen_thresholds_clear_of_the_curves(
     score = rng.normal(0.5, 0.1, 80) + 0.1 * is_new
     monkeypatch.setattr(reidentification.derived, "of_run", lambda r, name, compute, **kw: {
         "score": score, "is_new": is_new})
-    monkeypatch.setattr(reidentification, "_test_half", lambda ch, split: None)
+    monkeypatch.setattr(reidentification_figures, "_test_half", lambda ch, split: None)
     cfg = load_profile(PROFILE).run_config("beluga")
     results = {name: [run(s, cfg) for s in SEEDS] for name in table["setting"].unique()}
-    fig = reidentification.new_whale_roc(ch, results, None, table)
+    fig = reidentification_figures.new_whale_roc(ch, results, None, table)
     check_slide(fig, "05 roc")
     legend = fig.axes[0].get_legend()
     texts = [t.get_text() for t in legend.get_texts()]

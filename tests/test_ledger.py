@@ -213,7 +213,7 @@ def test_borrowed_recipes_hit_the_other_chapters_runs() -> None:
 def test_a_borrowed_pretrained_recipe_is_the_run_chapter_3_trains_on_the_pretrained_backbone() -> None:
     """Chapter 5's pretrained recipes (`overlay`) must read chapter 3's and chapter 1's pretrained
     runs: the same keys, pretrained and frozen as the section says."""
-    from lib.chapters import collapse, distance_weighted as dw
+    from lib.chapters import beluga_collapse as collapse, distance_weighted as dw
     ch3 = Chapter("03_distance_weighted", "quick")
     spec = {"chapter": "03_distance_weighted", "settings": ["methods", dw.SEMI], "overlay": ["pretrained", "backbone"]}
     cfg = borrowed_config(spec, "quick", None, "beluga")

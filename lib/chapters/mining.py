@@ -17,14 +17,13 @@ import numpy as np
 import pandas as pd
 
 from lib import compare, plots, records
+from lib.arms import BATCH_HARD, HARD, SEMI_HARD
 from lib.config import RunConfig
 from lib.evaluate import CHANCE_FACTOR, MIN_EFFECTIVE_RANK
 from lib.study import Chapter, fmt
 
-# Strategy names as params/quick.yaml spells them (the claims ledger reads the same names).
-BASELINE = "semi-hard"
-HARD = "hard"
-BATCH_HARD = "batch-hard (Hermans)"
+# Strategy names as params/quick.yaml spells them (lib.arms; the claims ledger reads the same names).
+BASELINE = SEMI_HARD
 METRICS = {"omniglot": ["recall@1", "map@r", "oneshot_accuracy"], "beluga": ["map@r", "precision@1"]}
 GEOMETRY = ["effective_rank", "precision@1", "chance_precision@1", "spread_ratio"]
 DIAGNOSTICS = ["train_loss_over_margin", "train_nonzero_fraction"]

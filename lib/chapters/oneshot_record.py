@@ -13,7 +13,7 @@ import pandas as pd
 
 from lib import derived, evaluate, plots, scoring, stats, train
 from lib.errors import ConfigError
-from lib.ledger import CHOSEN_ONESHOT
+from lib.arms import CHOSEN_ONESHOT
 from lib.config import RunConfig
 from lib.study import Chapter, fmt, planned_walk, walk_through
 

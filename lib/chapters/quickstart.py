@@ -4,9 +4,10 @@ from __future__ import annotations
 import pandas as pd
 
 from lib import plots, records
+from lib.arms import SEMI_HARD_TRIPLET
 from lib.study import Chapter, fmt
 
-SETTING = "semi-hard triplet"
+SETTING = SEMI_HARD_TRIPLET
 METRICS = ["recall@1", "map@r", "nmi", "oneshot_accuracy", "effective_rank", "collapsed"]
 CHANCE_ONE_SHOT = 1 / 20
 

@@ -9,18 +9,18 @@ import numpy as np
 import pandas as pd
 
 from lib import compare, derived, plots, records
+from lib.arms import FRESH, KEPT_AT_TEST, MINIMAL_FIX, PRETRAINED_REGIME, dimension_arm
+from lib.arms import blog_name as blog_at_margin
 from lib.config import ConfigError, RunConfig
 from lib.evaluate import distance_contrast
 from lib.study import Chapter, Diverged, backbone_words, fmt, planned_walk, walk_through
 
-KEPT_AT_TEST = "projector kept at test"  # the reference arm of the dimensionality test (256-d)
-FRESH = " (fresh seeds)"
-PRETRAINED = "pretrained: "  # the blog's regime (`pretrained`): the same settings on an ImageNet backbone
+PRETRAINED = PRETRAINED_REGIME  # the blog's regime (`pretrained`): the same settings on an ImageNet backbone
 SUMMARY = ["precision@1", "spread_ratio", "effective_rank", "collapsed", "contracted", "train_loss_over_margin"]
 
 
 def blog_name(ch: Chapter) -> str:
-    return f"blog (margin {ch.settings['blog']['loss']['kwargs']['margin']})"
+    return blog_at_margin(ch.settings["blog"]["loss"]["kwargs"]["margin"])
 
 
 def margin(ch: Chapter) -> float:
@@ -210,12 +210,12 @@ def _fix_walk(ch: Chapter, gains: pd.Series):
                         for s in table.setting]
     best = table[chosen_on].idxmax()
     fix = ch.config(None, S["blog"], *[S["ablations"][c] for c in table.loc[best, "changes"]])
-    confirmation_arms = {blog + FRESH: ch.config(None, S["blog"]), "minimal fix" + FRESH: fix}
+    confirmation_arms = {blog + FRESH: ch.config(None, S["blog"]), MINIMAL_FIX + FRESH: fix}
     yield confirmation_arms, fresh
     confirmed = ch.results(confirmation_arms, seeds=fresh)
-    confirmation = compare.compare(ch.table(), {"minimal fix vs blog": ("minimal fix" + FRESH, blog + FRESH)}, metric)
+    confirmation = compare.compare(ch.table(), {"minimal fix vs blog": (MINIMAL_FIX + FRESH, blog + FRESH)}, metric)
     confirmation.insert(0, "fix", " + ".join(table.loc[best, "changes"]))
-    return table.drop(columns="changes"), confirmation, confirmed["minimal fix" + FRESH]
+    return table.drop(columns="changes"), confirmation, confirmed[MINIMAL_FIX + FRESH]
 
 
 def dimensionality(ch: Chapter) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -249,7 +249,7 @@ def dimension_arms(ch: Chapter) -> dict[str, RunConfig]:
     kept = ch.config(None, S["blog"], S["ablations"][KEPT_AT_TEST]) if KEPT_AT_TEST in S["ablations"] else \
         ch.config(None, S["blog"], {"model": {"projector_at_test": True}})
     width = kept.model.projector[0]
-    return {KEPT_AT_TEST: kept, **{f"embedding {d}, evaluated at {d}-d": kept.with_overrides({"model.projector": [width, d]})
+    return {KEPT_AT_TEST: kept, **{dimension_arm(d): kept.with_overrides({"model.projector": [width, d]})
                                    for d in S["dimensions"]}}
 
 
@@ -334,7 +334,7 @@ def _ledger_verdicts(ch: Chapter) -> dict[tuple[str, str], str]:
 def tsne_figure(ch: Chapter, blog_runs: list, fixed_runs: list) -> None:
     views = [("blog, space the loss sees", blog_runs[0], "test_loss_space_embeddings"),
              ("blog, evaluated features", blog_runs[0], "test_embeddings"),
-             ("minimal fix", fixed_runs[0], "test_embeddings")]
+             (MINIMAL_FIX, fixed_runs[0], "test_embeddings")]
     fig, axes = plots.panel_grid(len(views), ncols=2, figsize=(10, 9.5))
     for ax, (name, r, key) in zip(axes, views):
         points = ch.settings["tsne_points"]
@@ -374,7 +374,7 @@ def verdict(ch: Chapter, margins: pd.DataFrame, family: pd.DataFrame, confirmati
     ruled = _ledger_verdicts(ch)
     if len(confirmation):
         c = confirmation.iloc[0]
-        said = ruled.get(("minimal fix" + FRESH, blog + FRESH))
+        said = ruled.get((MINIMAL_FIX + FRESH, blog + FRESH))
         lines.append(f"**Minimal fix.** Chosen on validation whales (held out from training) of the selection seeds "
                      f"{ch.seeds}, never on the test whales: {c['fix']}. On the test whales of the fresh seeds "
                      f"{ch.settings['confirmation_seeds']}, which chose nothing, it changes {metric} by "
