@@ -20,8 +20,8 @@ from collections.abc import Callable
 import numpy as np
 
 from lib.cache import code_fingerprint, save_arrays
-from lib.paths import read_json, runs_dir, write_json
-from lib.runs.store import Store, store_dir
+from lib.paths import read_json, results_dir, runs_dir, write_json
+from lib.runs.store import Store
 
 
 class NotDerived(LookupError):
@@ -73,7 +73,7 @@ def entries_for(run_keys: set[str]) -> list[dict]:
 
 
 def _stores() -> list[Store]:
-    root = store_dir("x").parent
+    root = results_dir()
     if not root.is_dir():
         return []
     return [Store(p.name) for p in sorted(root.iterdir()) if (p / "derived.parquet").exists()]

@@ -24,6 +24,7 @@ from lib import derived, records, train
 from lib.cache import read_json
 from lib.chapters import PLANS
 from lib.config import ConfigError, load_profile, parse_assignment
+from lib.paths import runs_dir
 from lib.runs import plan as plan_lib
 from lib.runs.schedule import EXECUTORS, Resources, train_runs
 from lib.runs.store import Store, StoreError, row_from_run_dir
@@ -118,8 +119,9 @@ def _store(plan: plan_lib.Plan, store: Store | None, prune: bool) -> int:
     into the store (for a profile that keeps one); then check that every run a chapter's per-seed
     table names is planned."""
     if store is not None:
-        local = [row_from_run_dir(train.run_dir_for(r.config).path) for r in plan.runs.values()
-                 if r.key not in store.rows and finished(r, store) and train.run_dir_for(r.config).path.exists()]
+        # a planned run that is finished but not stored is finished in the run cache (its folder)
+        local = [row_from_run_dir(runs_dir() / r.key) for r in plan.runs.values()
+                 if r.key not in store.rows and finished(r, store)]
         counts = store.merge(local, derived.entries_for(plan.keys))
         if prune:
             print(f"pruned {store.prune(plan.keys)} run(s) the plan no longer has")
