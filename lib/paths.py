@@ -56,10 +56,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1, default=_json_default).encode())
+    atomic_write_bytes(path, json.dumps(obj, indent=1, default=json_default).encode())
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     import numpy as np  # numpy's scalars and arrays as JSON; lib.config imports this module without numpy
 
     if isinstance(obj, (np.floating, np.integer, np.bool_)):

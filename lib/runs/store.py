@@ -25,8 +25,6 @@ import fcntl
 import gzip
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +33,7 @@ import pandas as pd
 
 from lib.cache import run_key
 from lib.config import RunConfig
-from lib.paths import read_json, results_dir
+from lib.paths import atomic_write_bytes, json_default, read_json, results_dir
 
 RUN_COLUMNS = ["key", "dataset", "seed", "precision", "config", "key_config", "data_fingerprint", "behaviour",
                "metrics", "history", "provenance"]
@@ -60,15 +58,7 @@ class StoredRun:
 
 
 def _json(obj) -> str:
-    return json.dumps(obj, sort_keys=True, default=_plain)
-
-
-def _plain(obj):
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    return json.dumps(obj, sort_keys=True, default=json_default)
 
 
 def row_from_run_dir(run_dir: Path) -> dict:
@@ -263,25 +253,13 @@ def _write(path: Path, rows: list[dict], columns: list[str]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = sorted(rows, key=lambda r: r[columns[0]] + r.get("key", r.get("digest", "")))
     binary = {"arrays"}
     schema = pa.schema([(c, pa.binary() if c in binary else pa.int64() if c == "seed" else pa.string())
                         for c in columns])
     table = pa.Table.from_pylist([{c: r[c] for c in columns} for r in rows], schema=schema)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        # zstd: the JSON columns compress about 10x; one row group keeps the file stable in git
-        pq.write_table(table, tmp, compression="zstd", row_group_size=max(len(rows), 1))
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    # zstd: the JSON columns compress about 10x; one row group keeps the file stable in git
+    pq.write_table(table, buffer, compression="zstd", row_group_size=max(len(rows), 1))
+    atomic_write_bytes(path, buffer.getvalue())
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

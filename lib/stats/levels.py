@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lib.stats.verdicts import Verdict
+from lib.stats.verdicts import Verdict, awaiting_label
 
 LEVELS = ("seeds", "runs", "trials")
 
@@ -93,9 +93,7 @@ class LevelJudgement:
 
     @property
     def label(self) -> str:
-        if self.awaiting is not None:
-            return f"{self.verdict.value} (awaiting seeds: {self.awaiting[0]} of {self.awaiting[1]} declared)"
-        return self.verdict.value
+        return awaiting_label(self.verdict, self.awaiting)
 
 
 def judge_level(correct, level: float, *, confidence: float = 0.95, regime_matches: bool | None = None,

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-from lib.stats.verdicts import Verdict
+from lib.stats.verdicts import Verdict, awaiting_label
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95, sided: str = "two-sided") -> tuple[float, float]:
     """Exact (Clopper-Pearson) interval for a rate from k of n, by
@@ -41,9 +41,7 @@ class ShareJudgement:
 
     @property
     def label(self) -> str:
-        if self.awaiting is not None:
-            return f"{self.verdict.value} (awaiting seeds: {self.awaiting[0]} of {self.awaiting[1]} declared)"
-        return self.verdict.value
+        return awaiting_label(self.verdict, self.awaiting)
 
 
 def judge_share(flagged: int, seeds: int, *, claimed_rate: float = 0.5, confidence: float = 0.95,

@@ -104,9 +104,14 @@ class Judgement:
 
     @property
     def label(self) -> str:
-        if self.awaiting is not None:
-            return f"{self.verdict.value} (awaiting seeds: {self.awaiting[0]} of {self.awaiting[1]} declared)"
-        return self.verdict.value
+        return awaiting_label(self.verdict, self.awaiting)
+
+
+def awaiting_label(verdict: Verdict, awaiting: tuple[int, int] | None) -> str:
+    """A verdict's label; a confirmatory row short of its declared seeds says how many it has."""
+    if awaiting is not None:
+        return f"{verdict.value} (awaiting seeds: {awaiting[0]} of {awaiting[1]} declared)"
+    return verdict.value
 
 
 def judge(difference: Difference, claimed_effect: float | None = None, *, smallest_effect: float | None = None,
