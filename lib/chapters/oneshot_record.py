@@ -112,8 +112,10 @@ def road(ch: Chapter) -> list[Step]:
         if _judge(step, current, steps):
             names.append(ingredient)
             current = step
-    for result in current.results:
-        ch.record(CHOSEN, result)
+    # Each of Lake's 20 runs as its own column, so the ledger's level rows resample runs and trials
+    # (a hierarchical bootstrap) instead of one block of 400 trials.
+    for result, runs in zip(current.results, per_run_accuracy(current)):
+        ch.record(CHOSEN, result, {f"oneshot_accuracy_run_{i}": float(a) for i, a in enumerate(runs, 1)})
     ch.save_records()
     return steps
 
