@@ -365,9 +365,13 @@ def verdict(ch: Chapter, margins: pd.DataFrame, family: pd.DataFrame, confirmati
              "Collapsed means retrieval no better than twice chance or fewer than 1.5 effective dimensions."]
     spread = margins[f"{metric} mean"].max() - margins[f"{metric} mean"].min()
     values = [margin(ch), *ch.settings["margins"]]
-    lines.append(f"**Margins.** Margins {', '.join(map(str, values))} differ by at most {spread * 100:.1f} points of {metric}: "
-                 "a hard triplet already has d(a,n) < d(a,p), so its loss is non-zero and its gradient the same "
-                 "whatever the margin.")
+    if spread == 0:
+        lines.append(f"**Margins.** Margins {', '.join(map(str, values))} give the same {metric} in every seed: the "
+                     "hard miner keeps the triplets with d(a,n) < d(a,p) whatever the margin, their loss is non-zero, "
+                     "and the margin only adds a constant to it, so the gradient does not change.")
+    else:
+        lines.append(f"**Margins** (exploratory, not tested). Margins {', '.join(map(str, values))} differ by up to "
+                     f"{spread * 100:.1f} points of {metric} in the mean, so here the margin does change training.")
     ordered = family.sort_values("diff", ascending=False)
     lines.append(f"**Causes** (each change against the blog, paired by seed, Holm-corrected over {len(family)} "
                  "changes): " + "; ".join(f"{n}: {compare.said(r)}" for n, r in ordered.iterrows()) + ".")
@@ -377,7 +381,7 @@ def verdict(ch: Chapter, margins: pd.DataFrame, family: pd.DataFrame, confirmati
         said = ruled.get((MINIMAL_FIX + FRESH, blog + FRESH))
         lines.append(f"**Minimal fix.** Chosen on validation whales (held out from training) of the selection seeds "
                      f"{ch.seeds}, never on the test whales: {c['fix']}. On the test whales of the fresh seeds "
-                     f"{ch.settings['confirmation_seeds']}, which chose nothing, it changes {metric} by "
+                     f"{ch.settings['confirmation_seeds']}, which chose nothing, its gain in {metric} over the blog: "
                      f"{compare.said(c)}." + (f" **The ledger's verdict:** {said}." if said else ""))
     lines.append(_dimension_sentence(dims, contrast, metric))
     lines += [f"**The ledger's verdict** on the blog's hypothesis ({a} against {b}): {said}."

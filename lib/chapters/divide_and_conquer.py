@@ -189,8 +189,8 @@ def verdict(ch: Chapter, family: pd.DataFrame, improving: pd.DataFrame) -> str:
                 text += (f"Best divided setting on the test split, chosen after the fact (post hoc, not a test): "
                          f"*{best}*, {compare.sentence(primary.loc[best])}. ")
         text += f"\n\n{_trajectory(improving, ds, middle)} {_regime_text(tested, paper)}"
-        text += f"\n\n{_ledger_verdicts(ch, ds)}{_why(same, improving.loc[ds, 'still improving'])}"
-        paragraphs.append(text)
+        closing = f"{_ledger_verdicts(ch, ds)}{_why(same, improving.loc[ds, 'still improving'])}".strip()
+        paragraphs.append(text + (f"\n\n{closing}" if closing else ""))
     if ch.profile.name == "smoke":
         paragraphs.append("These are smoke-profile numbers and mean nothing.")
     return "\n\n".join(paragraphs)
@@ -252,6 +252,8 @@ def trend(ch: Chapter) -> pd.DataFrame:
     confirmatory row is the 1x centre."""
     multiples, table = ch.settings["budgets"], ch.table()
     shortest, longest = min(multiples), max(multiples)
+    if shortest == longest:  # one budget: no trend to test
+        return pd.DataFrame(columns=["from", "to", "gap_at_shortest", "change", "low", "high", "seeds", "sentence"])
 
     def gaps(arm: str, multiple: int) -> dict[int, float]:
         a = records.per_seed(table, budget_setting(arm, multiple), PRIMARY, ch.settings["budget_dataset"])
@@ -278,9 +280,11 @@ def budget_verdict(ch: Chapter, gap: pd.DataFrame) -> str:
     trends = trend(ch)
     for arm, rows in gap.groupby("arm", sort=False):
         parts = [f"{name} ({int(row['epochs'])} epochs): {compare.sentence(row)}" for name, row in rows.iterrows()]
-        t = trends.loc[arm]
-        text += (f"*{arm}*: " + "; ".join(parts) + f". Paired test of the trend (exploratory): the gap at {t['to']} "
-                 f"minus the gap at {t['from']}, seed by seed: {t['sentence']}. ")
+        text += f"*{arm}*: " + "; ".join(parts) + ". "
+        if arm in trends.index:
+            t = trends.loc[arm]
+            text += (f"Paired test of the trend (exploratory): the gap at {t['to']} minus the gap at {t['from']}, "
+                     f"seed by seed: {t['sentence']}. ")
     if warm_arm(ch):
         text += (f"The warm start trains the whole embedding first ({_epochs(ch.settings['warm_start_epochs'])} at 1x, "
                  "scaled with the budget), so its first clustering sees a trained embedding, as the paper's sees "
