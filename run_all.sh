@@ -168,14 +168,29 @@ done
 if [ "${#trains[@]}" -lt "$lanes" ]; then
   lanes=$(( ${#trains[@]} > 1 ? ${#trains[@]} : 1 )); threads=$(( $(nproc) / lanes ))
 fi
-echo "run_all.sh: $lanes lane(s) of $threads thread(s)"
-for nb in "${trains[@]}"; do
-  while [ "$(jobs -rp | wc -l)" -ge "$lanes" ]; do wait -n; done
-  run_notebook "$nb" &
-done
-wait
-lanes=1; threads=$(nproc)  # the readers, one after another, with every core
-for nb in "${reads[@]}"; do run_notebook "$nb"; done
+render_lanes=$lanes; render_threads=$threads
+render() {  # every chosen chapter: the trainers' notebooks in lanes, then the readers one by one
+  lanes=$render_lanes; threads=$render_threads
+  echo "run_all.sh: $lanes lane(s) of $threads thread(s)"
+  for nb in "${trains[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$lanes" ]; do wait -n; done
+    run_notebook "$nb" &
+  done
+  wait
+  lanes=1; threads=$(nproc)  # the readers, one after another, with every core
+  for nb in "${reads[@]}"; do run_notebook "$nb"; done
+}
+# A chapter quotes the ledger, whose Holm family spans every chapter's per-seed table; a chapter
+# rendered beside another that rewrites its table would quote a stale family. So when a table
+# changed during the pass, the chapters render once more (from the runs and derived numbers now
+# kept, in seconds), and every chapter then says what the ledger says.
+tables() { cat figures/"$profile"/*-runs.csv 2>/dev/null | cksum; }
+before="$(tables)"
+render
+if [ "$(tables)" != "$before" ] && [ "${#trains[@]}" -gt 1 ]; then
+  echo "run_all.sh: per-seed tables changed while the chapters rendered; rendering them again so each quotes the finished ledger"
+  render
+fi
 failed=()
 summary=()
 for nb in "${chosen[@]}"; do

@@ -1,6 +1,11 @@
-"""The figure index: one self-contained HTML page per profile listing every saved figure.
+"""The figure index: one self-contained HTML page per profile listing every saved figure; and the
+README's findings, written from the claims ledger's table.
 
     python -m lib.report quick        # writes figures/quick/index.html and prints its path
+
+The README's findings block (between FINDINGS_START and FINDINGS_END, for the profile it names)
+is rewritten from figures/<profile>/07_claims_ledger-ledger.csv: the verdict counts and each
+confirmatory row's verdict sentence, word for word as the ledger has it (one voice).
 
 The page lives beside the figures, so its links are relative (`<chapter>-<name>.png`,
 `../../reports/<profile>/<chapter>.ipynb`) and work both when opened from disk and on
@@ -19,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
+
+import pandas as pd
 
 from lib.paths import REPO_ROOT, atomic_write_bytes
 
@@ -202,15 +209,54 @@ def write_figure_index(profile: str, repo_root: Path | None = None) -> Path:
     return path
 
 
+LEDGER_TABLE = "07_claims_ledger-ledger.csv"
+FINDINGS_START = "<!-- findings from figures/{profile}/" + LEDGER_TABLE + ": written by python -m lib.report -->"
+FINDINGS_END = "<!-- end of findings -->"
+
+
+def findings(profile: str, repo_root: Path | None = None) -> str:
+    """The README's findings, from the ledger's table of `profile`: the verdict counts per section,
+    then one line per confirmatory row (its seeds and verdict sentence, as the ledger says it)."""
+    root = Path(repo_root) if repo_root is not None else REPO_ROOT
+    ledger = pd.read_csv(root / "figures" / profile / LEDGER_TABLE)
+    lines = []
+    for section, rows in ledger.groupby("section", sort=False):
+        counts = rows["verdict"].value_counts()
+        lines.append(f"- **{section.capitalize()}** ({len(rows)} rows): "
+                     + ", ".join(f"{n} {verdict}" for verdict, n in counts.items()) + ".")
+    lines.append("")
+    for _, r in ledger[ledger["section"] == "confirmatory"].iterrows():
+        seeds = f"{int(r['seeds'])} of {int(r['declared seeds'])} declared seeds"
+        lines.append(f"- *{r['claim']}* ({r['dataset']}, {r['metric']}, {seeds}): {str(r['reason']).rstrip('.')}.")
+    return "\n".join(lines)
+
+
+def write_findings(profile: str, repo_root: Path | None = None) -> bool:
+    """Rewrite the README's findings block for `profile`; False when the README has no block for
+    it (only the committed profile's numbers belong in the README) or the ledger has not run."""
+    root = Path(repo_root) if repo_root is not None else REPO_ROOT
+    readme, start = root / "README.md", FINDINGS_START.format(profile=profile)
+    text = readme.read_text() if readme.exists() else ""
+    if (start not in text or FINDINGS_END not in text.split(start, 1)[1]
+            or not (root / "figures" / profile / LEDGER_TABLE).exists()):
+        return False
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(FINDINGS_END, 1)
+    atomic_write_bytes(readme, f"{head}{start}\n{findings(profile, root)}\n{FINDINGS_END}{tail}".encode())
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lib.report",
-                                     description="Write figures/<profile>/index.html, the figure index.")
+                                     description="Write figures/<profile>/index.html, the figure index, "
+                                                 "and the README's findings block for <profile> if it has one.")
     parser.add_argument("profile")
     args = parser.parse_args(argv)
     try:
         path = write_figure_index(args.profile)
     except ValueError as exc:
         parser.error(str(exc))
+    write_findings(args.profile)
     try:
         path = path.relative_to(Path.cwd())
     except ValueError:

@@ -263,3 +263,20 @@ def test_records_refuse_two_runs_under_one_name() -> None:
     with pytest.raises(records.RecordsError, match="same"):
         records.to_frame([{"chapter": "c", "dataset": "d", "setting": "s", "seed": 0},
                           {"chapter": "c", "dataset": "d", "setting": "s", "seed": 0}])
+
+
+def test_the_committed_chapters_quote_the_committed_ledger_word_for_word():
+    """One voice, on what a reader sees: every confirmatory row's verdict sentence in the committed
+    full ledger appears verbatim in its chapter's executed notebook (a chapter rendered beside one
+    that rewrote its table would quote a stale Holm family, and fail here)."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    table = pd.read_csv(root / "figures" / "full" / "07_claims_ledger-ledger.csv")
+    chapter_of = {c.id: c.chapter for c in confirmatory.load().claims}
+    for _, row in table[table["section"] == "confirmatory"].iterrows():
+        notebook = json.loads((root / "reports" / "full" / f"{chapter_of[row['id']]}.ipynb").read_text())
+        shown = "".join("".join(out.get("data", {}).get("text/markdown", ""))
+                        for cell in notebook["cells"] for out in cell.get("outputs", []))
+        assert row["reason"] in shown, f"{chapter_of[row['id']]} does not quote the ledger's row {row['id']}"

@@ -135,3 +135,47 @@ def test_a_figure_saved_twice_is_the_same_bytes(tmp_path):
         saved.append({p.name: p.read_bytes() for p in tmp_path.glob("00_quickstart-probe.*")})
     assert set(saved[0]) >= {"00_quickstart-probe.svg", "00_quickstart-probe.png"}
     assert saved[0] == saved[1]
+
+
+def _ledger_csv(root: Path, profile: str) -> None:
+    (root / "figures" / profile).mkdir(parents=True, exist_ok=True)
+    import pandas as pd
+    pd.DataFrame([
+        {"section": "confirmatory", "claim": "A beats B", "dataset": "omniglot", "metric": "map@r", "seeds": 10,
+         "declared seeds": 10, "verdict": "reproduced", "reason": "Δ +1.0 points (...) lies above zero"},
+        {"section": "exploratory", "claim": "C collapses", "dataset": "beluga", "metric": "collapsed", "seeds": 3,
+         "declared seeds": float("nan"), "verdict": "inconclusive", "reason": "collapsed in 0 of 3 seeds"},
+    ]).to_csv(root / "figures" / profile / report.LEDGER_TABLE, index=False)
+
+
+def test_findings_block_is_rewritten_from_the_ledger_and_nothing_else(tmp_path: Path) -> None:
+    """The block between the markers takes the ledger's counts and confirmatory sentences word for
+    word; the text around it is kept; a second write changes nothing."""
+    _ledger_csv(tmp_path, "full")
+    start = report.FINDINGS_START.format(profile="full")
+    (tmp_path / "README.md").write_text(f"# Title\n\n{start}\nstale\n{report.FINDINGS_END}\n\nTail.\n")
+    assert report.write_findings("full", tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert "stale" not in text and text.startswith("# Title") and text.endswith("Tail.\n")
+    assert "**Confirmatory** (1 rows): 1 reproduced." in text
+    assert "**Exploratory** (1 rows): 1 inconclusive." in text
+    assert "*A beats B* (omniglot, map@r, 10 of 10 declared seeds): Δ +1.0 points (...) lies above zero." in text
+    assert "C collapses" not in text  # only confirmatory rows are spelled out
+    report.write_findings("full", tmp_path)
+    assert (tmp_path / "README.md").read_text() == text
+
+
+def test_findings_leave_a_readme_without_the_profiles_block_alone(tmp_path: Path) -> None:
+    _ledger_csv(tmp_path, "quick")
+    (tmp_path / "README.md").write_text("# Title\n")
+    assert not report.write_findings("quick", tmp_path)
+    assert (tmp_path / "README.md").read_text() == "# Title\n"
+
+
+def test_the_committed_readme_says_what_the_committed_ledger_says() -> None:
+    """One voice: the README's findings are the committed full ledger's, word for word."""
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text()
+    start = report.FINDINGS_START.format(profile="full")
+    block = text.split(start, 1)[1].split(report.FINDINGS_END, 1)[0].strip()
+    assert block == report.findings("full", root).strip()
