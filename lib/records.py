@@ -44,7 +44,7 @@ def record(chapter: str, dataset: str, setting: str, result) -> dict:
         row["warmup_epochs"] = int(cfg.divide.warmup_epochs)
     if cfg.model.frozen_stages:  # a pretrained trunk kept as loaded (chapters 1 and 3)
         row["frozen_stages"] = int(cfg.model.frozen_stages)
-    for name, value in m.items():
+    for name, value in sorted(m.items()):  # one column order whether the run came from the cache or the store
         if name not in row and isinstance(value, (bool, int, float, np.floating, np.integer)):
             row[name] = value
     return row
