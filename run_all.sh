@@ -72,7 +72,12 @@ if [ "$got" != "$want" ]; then
 fi
 # Check the profile before spending minutes on notebooks (lib.train adds the checks of each run's
 # components, backbone, augmentation and data options to lib.config's own).
-"$py" -c "import lib.train; from lib.config import load_profile; load_profile('$profile')" || exit 2
+# One interpreter also names the chapters that read other chapters' tables (the ledger: they wait
+# for them) and those that plan runs (lib.chapters.PLANS): each start of python with lib costs seconds.
+mapfile -t checked < <("$py" -c "import lib.train; from lib.chapters import PLANS; from lib.config import load_profile
+print(' '.join(load_profile('$profile').readers())); print(' '.join(PLANS))")
+[ "${#checked[@]}" -eq 2 ] || exit 2
+readers="${checked[0]}" plan_chapters="${checked[1]}"
 
 had_cache="$([ -n "$(ls "${METRIC_RUNS:-runs}" 2>/dev/null | grep -v '^data_cache$')" ] && echo yes || echo no)"
 out="reports/$profile"
@@ -83,7 +88,6 @@ rm -f "$out"/.status-*
 # $(nproc)/$lanes threads: on a CPU two one-thread runs side by side train 1.22-1.47x faster than one
 # with two threads, bench/bench_lanes.py). Then the notebooks render in $lanes lanes; the chapters
 # that read other chapters' tables (the ledger) wait for them.
-readers="$("$py" -c "from lib.config import load_profile; print(' '.join(load_profile('$profile').readers()))")" || exit 2
 
 run_notebook() {  # one chapter: papermill into a partial file, renamed only when it succeeded
   local nb="$1" name start tmp
@@ -152,8 +156,8 @@ start_all=$SECONDS
 stems=()
 for nb in "${chosen[@]}"; do stems+=("$(basename "$nb" .ipynb)"); done
 # The chosen chapters that plan runs (the ledger and the mechanics chapter read none).
-mapfile -t planners < <("$py" -c "import sys; from lib.chapters import PLANS
-print('\n'.join(s for s in sys.argv[1:] if s in PLANS))" "${stems[@]}")
+planners=()
+for stem in "${stems[@]}"; do [[ " $plan_chapters " == *" $stem "* ]] && planners+=("$stem"); done
 if [ ${#planners[@]} -gt 0 ]; then
   only_these=()
   [ -n "$only" ] && for stem in "${planners[@]}"; do only_these+=(--chapter "$stem"); done
