@@ -17,6 +17,7 @@ This module reads YAML and CSV only (no torch), so the run planner can import it
 """
 from __future__ import annotations
 
+import io
 import math
 import subprocess
 from pathlib import Path
@@ -194,13 +195,28 @@ def seeds_needed(sd: float, effect: float, *, alpha: float, power: float = 0.8, 
     return max_seeds, True
 
 
-def pilot_difference(claim: Claim, pilot: str, root: Path | str | None = None) -> stats.Difference:
-    """The pilot's paired difference a - b of one claim, from the committed per-seed table
-    figures/<pilot>/<chapter>-runs.csv (runs at the declared budget only)."""
-    path = Path(root or REPO_ROOT) / "figures" / pilot / f"{claim.chapter}-runs.csv"
-    if not path.exists():
-        raise ConfigError(f"{path} is missing: the pilot's per-seed table of {claim.chapter}")
-    t = pd.read_csv(path)
+PILOT_SEEDS = 3  # the pilot: the first 3 of a claim's declared seeds (params/confirmatory.yaml says so)
+
+
+def pilot_difference(claim: Claim, pilot: str, root: Path | str | None = None,
+                     declared_at: str | None = None) -> stats.Difference:
+    """The pilot's paired difference a - b of one claim, from the per-seed table
+    figures/<pilot>/<chapter>-runs.csv as committed at `declared_at` (the declaring commit: the
+    committed tables have since gained the runs the pilot sized; None: the file as it is now), at
+    the declared budget, on the first PILOT_SEEDS of the declared seeds."""
+    rel = f"figures/{pilot}/{claim.chapter}-runs.csv"
+    path = Path(root or REPO_ROOT) / rel
+    if declared_at is None:
+        if not path.exists():
+            raise ConfigError(f"{path} is missing: the pilot's per-seed table of {claim.chapter}")
+        t = pd.read_csv(path)
+    else:
+        shown = subprocess.run(["git", "show", f"{declared_at}:{rel}"], cwd=Path(root or REPO_ROOT),
+                               capture_output=True, text=True, timeout=20)
+        if shown.returncode != 0:
+            raise ConfigError(f"{rel} at commit {declared_at}: {shown.stderr.strip() or 'not found'} "
+                              "(the pilot's per-seed table when the family was declared)")
+        t = pd.read_csv(io.StringIO(shown.stdout))
     t = t[t["dataset"] == claim.dataset]
     if "epochs" in t:
         t = t[t["epochs"] == claim.budget]
@@ -209,8 +225,9 @@ def pilot_difference(claim: Claim, pilot: str, root: Path | str | None = None) -
         rows = t[t["setting"] == setting]
         if rows.empty or claim.metric not in rows:
             raise ConfigError(f"{claim.id}: no pilot runs of {setting!r} on {claim.dataset} at {claim.budget} epochs "
-                              f"with {claim.metric!r} in {path}")
-        return {int(s): float(v) for s, v in zip(rows["seed"], rows[claim.metric])}
+                              f"with {claim.metric!r} in {rel}" + (f" at {declared_at}" if declared_at else ""))
+        pilot_seeds = set(claim.seeds.values[:PILOT_SEEDS])
+        return {int(s): float(v) for s, v in zip(rows["seed"], rows[claim.metric]) if int(s) in pilot_seeds}
 
     return stats.paired_difference(arm(claim.a), arm(claim.b))
 
@@ -220,9 +237,13 @@ def power_table(declaration: Declaration | None = None, root: Path | str | None 
     power calculation asks for, the seeds declared, and the power those declared seeds give
     (effects and σ_d in points)."""
     d = declaration or load()
+    # The repository's own pilot is read as committed when the family was declared; another root's
+    # (a test's) as its files are.
+    declared_at = commit().split(" ")[0] if root is None else None
+    declared_at = None if declared_at == "uncommitted" else declared_at
     rows = []
     for c in d.claims:
-        pilot = pilot_difference(c, d.pilot, root)
+        pilot = pilot_difference(c, d.pilot, root, declared_at)
         n, capped = seeds_needed(pilot.sd, c.smallest_effect, alpha=d.power_level, power=d.power,
                                  min_seeds=d.min_seeds, max_seeds=d.max_seeds)
         rows.append({"id": c.id, "claim": c.claim, "dataset": c.dataset, "pilot seeds": pilot.n,

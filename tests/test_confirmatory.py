@@ -26,6 +26,13 @@ def test_seeds_needed_is_the_smallest_n_with_the_power():
 
 
 def test_the_declaration_is_valid_and_its_seeds_come_from_the_power_calculation():
+    """The seed counts follow from the pilot's tables as committed when the family was declared
+    (read from git history: the committed tables have since gained the confirmatory seeds)."""
+    import subprocess
+    shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=confirmatory.REPO_ROOT,
+                             capture_output=True, text=True).stdout.strip()
+    if shallow != "false":
+        pytest.skip("the pilot's tables are read from the declaring commit, which a shallow clone lacks")
     d = confirmatory.load()
     assert d.profile == "full" and d.family_size == 12 and d.power_level == pytest.approx(0.05 / 12)
     table = confirmatory.power_table(d)

@@ -22,7 +22,7 @@ def digest(array: np.ndarray) -> str:
 def test_names_used_elsewhere_are_importable_from_lib_data():
     used = ["load_dataset", "load_oneshot_runs", "check_oneshot_runs", "data_fingerprint", "DATASETS", "Split",
             "Dataset", "OneShotRun", "class_disjoint_split", "DataError", "DataNotFoundError", "CorruptDataError",
-            "UnsafeArchiveError", "download", "extract", "_decode", "cache_dir", "data_root"]
+            "UnsafeArchiveError", "download", "extract", "cache_dir", "data_root"]
     missing = [name for name in used if not hasattr(data, name)]
     assert not missing
     assert callable(data.download) and callable(data.extract)  # the functions, not submodules
@@ -44,7 +44,7 @@ def test_modules_form_no_cycle_and_import_nothing_else_of_lib():
         own = {m for m in imported if m == "lib" or m.startswith("lib.")}
         assert all(m.startswith("lib.data.") for m in own), f"{path.name} imports {own}"
         graph[path.stem] = {m.removeprefix("lib.data.") for m in own}
-    assert {"errors", "splits", "archives", "array_cache", "checksums", "omniglot", "beluga", "benchmarks",
+    assert {"errors", "datasets", "archives", "array_cache", "checksums", "omniglot", "beluga", "benchmarks",
             "folders", "registry"} <= set(graph)
     list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on a cycle
 

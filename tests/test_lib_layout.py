@@ -65,7 +65,7 @@ def _graph() -> dict[str, set[str]]:
     for name, path in modules.items():
         deps = set()
         for imported in _imports(path, name):
-            while imported not in modules and "." in imported:  # from lib.data.splits import Split
+            while imported not in modules and "." in imported:  # from lib.data.datasets import Split
                 imported = imported.rsplit(".", 1)[0]
             if imported in modules and imported != name and not name.startswith(imported + "."):
                 deps.add(imported)

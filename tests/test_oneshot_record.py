@@ -21,7 +21,7 @@ class FakeChapter:
         self.scores = scores
         self.settings = {"select_on": "val_recall@1", "start": {"train": {"epochs": 1}},
                          "ingredients": {"other loss": {"loss": "B"}, "longer": {"train": {"epochs": 4}}}}
-        self.recorded, self.asked = [], []
+        self.recorded, self.extras, self.asked = [], [], []
 
     def config(self, dataset, *layers):
         merged = {"loss": "A", "epochs": 1}
@@ -38,11 +38,20 @@ class FakeChapter:
                 for seed, value in enumerate(self.scores[(cfg["loss"], cfg["epochs"])])]
         return {name: runs}
 
-    def record(self, setting, result):
+    def record(self, setting, result, extra=None):
         self.recorded.append((setting, result.key))
+        self.extras.append(extra or {})
 
     def save_records(self):
         pass
+
+
+@pytest.fixture(autouse=True)
+def lake_runs(monkeypatch):
+    """Each chosen run's accuracy on Lake's 20 runs (read from its weights in the chapter): run i
+    of a seed scores i / 20, so the recorded columns can be told apart."""
+    monkeypatch.setattr(oneshot_record, "per_run_accuracy",
+                        lambda step: np.tile(np.arange(1, 21) / 20, (len(step.results), 1)))
 
 
 @pytest.mark.parametrize("loss_helps", [True, False])
@@ -56,6 +65,8 @@ def test_an_ingredient_stays_only_when_its_paired_validation_gain_is_positive(lo
     expected_name = "start + other loss + longer" if loss_helps else "start + longer"
     assert oneshot_record.chosen(steps).setting == expected_name
     assert [k for s, k in ch.recorded if s == oneshot_record.CHOSEN] == [f"{expected_name}-{i}" for i in range(3)]
+    # each of Lake's 20 runs as its own column, for the ledger's hierarchical bootstrap
+    assert ch.extras[-1] == {f"oneshot_accuracy_run_{i}": i / 20 for i in range(1, 21)}
 
 
 def test_a_tie_or_a_loss_drops_the_ingredient():

@@ -10,7 +10,7 @@ from PIL import Image
 
 from lib import train
 from lib.config import PARAMS_DIR, load_profile
-from lib.data import _decode
+from lib.data.decode import _decode
 
 PAPER_PROFILES = sorted(p.stem for p in PARAMS_DIR.glob("paper*.yaml"))
 BENCHMARKS = ("cub200", "cars196", "sop")

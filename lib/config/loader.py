@@ -1,7 +1,9 @@
 """The YAML loader of parameter files and overrides: safe, and stricter than yaml.SafeLoader."""
 from __future__ import annotations
 
+import copy
 import re
+from functools import lru_cache
 from typing import Any
 
 import yaml
@@ -92,9 +94,15 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 def yaml_load(text: str) -> Any:
     """`text` read as YAML. Raises yaml.YAMLError (RecursionError for nesting too deep for Python
-    is raised as one too)."""
+    is raised as one too). A text read before is not parsed again (a copy of it is returned)."""
     try:
-        return yaml.load(text, Loader=_Loader)
+        return copy.deepcopy(_parsed(text))
     except RecursionError:
         raise yaml.YAMLError("values nested too deeply") from None
 
+
+@lru_cache(maxsize=64)
+def _parsed(text: str) -> Any:
+    # The pure-Python loader (its alias and duplicate-key checks need it) parses params/ in about
+    # 35 ms a file; building a plan loads the profiles dozens of times, about 1.5 s a process.
+    return yaml.load(text, Loader=_Loader)

@@ -12,10 +12,10 @@ import pandas as pd
 
 from lib.data.array_cache import _cached
 from lib.data.checksums import _fingerprint, verify_source
+from lib.data.datasets import Dataset, Split, _counts, class_disjoint_split
 from lib.data.decode import _decode
 from lib.data.errors import _SHARED_HINT, CorruptDataError, DataNotFoundError, _not_found
 from lib.data.options import _choice, _fraction, _size
-from lib.data.splits import Dataset, Split, _counts, class_disjoint_split
 
 _BELUGA_ZIP = "beluga_whaledo_max256.zip"
 _BELUGA_COLUMNS = ["image_id", "path", "viewpoint", "whale_id", "encounter_id", "date"]

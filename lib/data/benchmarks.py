@@ -10,10 +10,10 @@ import pandas as pd
 
 from lib.data.archives import download as _download, extract
 from lib.data.checksums import verify_source
+from lib.data.datasets import Dataset
 from lib.data.errors import CorruptDataError, DataError, _not_found
 from lib.data.image_files import _check_files, _file_dataset, _file_split, _find_dir, _paths_of
 from lib.data.options import _choice, _size
-from lib.data.splits import Dataset
 
 
 def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:

@@ -8,10 +8,10 @@ from typing import Any, Sequence
 import pandas as pd
 
 from lib.data.checksums import verify_source
+from lib.data.datasets import Dataset, class_disjoint_split
 from lib.data.errors import _not_found
 from lib.data.image_files import _IMAGE_SUFFIXES, _check_files, _file_dataset, _file_split, _paths_of
 from lib.data.options import _choice, _fraction, _size
-from lib.data.splits import Dataset, class_disjoint_split
 
 
 def _own_dataset(name: str, paths: list[Path], class_names: list[str], source: Path, *, size: tuple[int, int],

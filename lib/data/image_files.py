@@ -8,8 +8,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from lib.data.datasets import Dataset, Split, _counts
 from lib.data.errors import _not_found
-from lib.data.splits import Dataset, Split, _counts
 
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 

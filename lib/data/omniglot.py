@@ -14,12 +14,12 @@ import pandas as pd
 
 from lib.data.array_cache import _cached
 from lib.data.checksums import _fingerprint, verify_source
+from lib.data.datasets import Dataset, OneShotRun, Split, _counts
 from lib.data.decode import _png_ink, _resize_ink
 from lib.data.archives import download
 from lib.data.errors import _SHARED_HINT, CorruptDataError, DataError, _not_found
 from lib.data.locations import data_root
 from lib.data.options import _choice, _size
-from lib.data.splits import Dataset, OneShotRun, Split, _counts
 
 _OMNIGLOT_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
 # From ../shared/data/omniglot/SHA256SUMS. The full images_background.zip and

@@ -12,12 +12,12 @@ from typing import Any, Callable, Sequence
 from lib.data.beluga import _beluga_sources, _load_beluga
 from lib.data.benchmarks import _cars196_sources, _cub200_sources, _load_cars196, _load_cub200, _load_sop, _sop_sources
 from lib.data.checksums import source_sha256
+from lib.data.datasets import Dataset, OneShotRun
 from lib.data.errors import DataNotFoundError, UnknownDatasetError, _not_found
 from lib.data.folders import _csv_sources, _folder_sources, _load_csv, _load_folder
 from lib.data.locations import data_root
 from lib.data.omniglot import _load_omniglot, _omniglot_sources, _oneshot_sources, load_oneshot_runs
 from lib.data.options import _size
-from lib.data.splits import Dataset, OneShotRun
 
 # name -> (loader(root, **options), the files it reads(root, **options))
 _REGISTRY: dict[str, tuple[Callable[..., Any], Callable[..., list[Path]]]] = {
