@@ -172,30 +172,35 @@ done
 if [ "${#trains[@]}" -lt "$lanes" ]; then
   lanes=$(( ${#trains[@]} > 1 ? ${#trains[@]} : 1 )); threads=$(( $(nproc) / lanes ))
 fi
-render_lanes=$lanes; render_threads=$threads
-render() {  # every chosen chapter: the trainers' notebooks in lanes, then the readers one by one
-  lanes=$render_lanes; threads=$render_threads
-  echo "run_all.sh: $lanes lane(s) of $threads thread(s)"
+echo "run_all.sh: $lanes lane(s) of $threads thread(s)"
+render_chapters() {  # the chapters that read runs, in lanes
   for nb in "${trains[@]}"; do
     while [ "$(jobs -rp | wc -l)" -ge "$lanes" ]; do wait -n; done
     run_notebook "$nb" &
   done
   wait
-  lanes=1; threads=$(nproc)  # the readers, one after another, with every core
-  for nb in "${reads[@]}"; do run_notebook "$nb"; done
 }
 # A chapter quotes the ledger, whose Holm family spans every chapter's per-seed table; a chapter
 # rendered beside another that rewrites its table would quote a stale family. So when a table
-# changed during the pass, the chapters render once more (from the runs and derived numbers now
-# kept, in seconds), and every chapter then says what the ledger says.
+# changed while they rendered, those chapters render once more (from the runs and derived numbers
+# now kept, in seconds), and every chapter then says what the ledger says.
 tables() { cat figures/"$profile"/*-runs.csv 2>/dev/null | cksum; }
 before="$(tables)"
-render
+render_chapters
 if [ "$(tables)" != "$before" ] && [ "${#trains[@]}" -gt 1 ]; then
   echo "run_all.sh: per-seed tables changed while the chapters rendered; rendering them again so each quotes the finished ledger"
-  render
+  render_chapters
 fi
+# Keep what the notebooks derived from the runs (t-SNE maps, re-identification scores, ...) in the
+# results store beside the runs, and check that every run a chapter read is one the plan has. The
+# readers (the ledger) derive nothing from runs, so the store is kept while they render.
+"$py" -m lib.runs store --profile "$profile" > "$out/.store.log" 2>&1 &
+store_pid=$!
+lanes=1; threads=$(nproc)  # the readers, one after another
+for nb in "${reads[@]}"; do run_notebook "$nb"; done
 failed=()
+wait "$store_pid" || failed+=("results store")
+cat "$out/.store.log"; rm -f "$out/.store.log"
 summary=()
 for nb in "${chosen[@]}"; do
   name="$(basename "$nb")"
@@ -204,9 +209,6 @@ for nb in "${chosen[@]}"; do
   [[ "$line" == ok* ]] || failed+=("$name")
   rm -f "$out/.status-$name"
 done
-# Keep what the notebooks derived from the runs (t-SNE maps, re-identification scores, ...) in the
-# results store beside the runs, and check that every run a chapter read is one the plan has.
-"$py" -m lib.runs store --profile "$profile" || failed+=("results store")
 if [ -z "$only" ] && [ ${#failed[@]} -eq 0 ] && [ "$had_cache" = no ]; then  # the next run's order (cold seconds)
   printf '%s\n' "${summary[@]}" | awk '{sub(/s$/, "", $2); print $2, $3}' > "$out/timings.tsv"
 fi

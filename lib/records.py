@@ -66,10 +66,12 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def write(rows: list[dict], profile: str, chapter: str) -> pd.DataFrame:
-    """Write the chapter's rows to the cache's table and the figures' export (atomically each)."""
+def write(rows: list[dict], profile: str, chapter: str, publish: bool = True) -> pd.DataFrame:
+    """Write the chapter's rows to the cache's table and, with `publish`, to the figures' export
+    that the ledger and the other chapters read (atomically each)."""
     frame = to_frame(rows)
-    for path in (table_path(profile, chapter), export_path(profile, chapter)):
+    paths = (table_path(profile, chapter), export_path(profile, chapter))
+    for path in paths if publish else paths[:1]:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".csv.tmp")
         frame.to_csv(tmp, index=False)

@@ -116,10 +116,14 @@ class Chapter:
             self._store = Store(self.profile.name)
         return self._store
 
-    def save_records(self) -> pd.DataFrame:
+    def save_records(self, publish: bool = False) -> pd.DataFrame:
+        """Write the per-seed table to the run cache; with `publish`, also to figures/, where the
+        ledger and the other chapters read it. A chapter publishes once, when it closes (its box,
+        `lib.takeaways.box`): a chapter rendering beside it then reads either the last complete
+        table or this one, never a table half recorded."""
         if self.planning:
             return self.table()
-        return records.write(list(self.records.values()), self.profile.name, self.name)
+        return records.write(list(self.records.values()), self.profile.name, self.name, publish=publish)
 
     def record(self, setting: str, result, extra: dict | None = None) -> None:
         """Add a run to the chapter's per-seed table; `extra` adds metrics computed outside the run

@@ -377,7 +377,10 @@ def box(ch, *, checks: pd.DataFrame | None = None, claims: pd.DataFrame | None =
         road: pd.DataFrame | None = None, root: Path | None = None, docs_root: Path | None = None) -> str:
     """The "write this down" box (a Markdown blockquote), then the chapter's time and its terms.
     `root`: where the ledger reads the chapters' tables (figures/<profile>/); `docs_root`: where
-    docs/ and reports/ are read (both default to the repository)."""
+    docs/ and reports/ are read (both default to the repository). The chapter closes here, so its
+    per-seed table is published first (`Chapter.save_records`): the box quotes the ledger with it."""
+    if getattr(ch, "records", None):
+        ch.save_records(publish=True)
     lines = take_home(ch, checks=checks, claims=claims, road=road, root=root)
     profile = ch.profile
     if claims is not None and ch.settings.get("tables_from"):  # the ledger chapter reads another profile's tables

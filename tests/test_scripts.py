@@ -124,11 +124,12 @@ def test_chapters_run_in_lanes_and_readers_wait_for_them(checkout) -> None:
     summary = result.stdout[result.stdout.index("Summary"):]
     assert [line.split()[-1] for line in summary.splitlines()[1:4]] == ["01_a.ipynb", "02_b.ipynb", "09_reader.ipynb"]
     assert "2 lane(s) of" in result.stdout
-    # The plan is trained before any chapter renders, and kept (lib.runs store) after the last.
+    # The plan is trained before any chapter renders, and kept (lib.runs store) once the chapters
+    # that read runs have ended, while the reader (which derives nothing from runs) renders.
     calls = [json.loads(line) for line in (checkout / "runs-calls.jsonl").read_text().splitlines()]
     assert [c["args"][0] for c in calls] == ["train", "store"]
     assert calls[0]["args"][1:] == ["--profile", "smoke", "--workers", "2"]
-    assert calls[0]["time"] < min(a[0], b[0]) and calls[1]["time"] > reader[1]
+    assert calls[0]["time"] < min(a[0], b[0]) and calls[1]["time"] > max(a[1], b[1])
 
     (checkout / "notebooks" / "02_b.ipynb").write_text(_notebook("raise SystemExit('broken chapter')"))
     result = subprocess.run(["bash", str(checkout / "run_all.sh"), "--profile", "smoke"], cwd=checkout.parent,
