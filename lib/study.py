@@ -15,9 +15,11 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import pandas as pd
+from pydantic import BaseModel
 
 from lib import confirmatory, records, train
 from lib.config import ConfigError, Profile, RunConfig, load_profile
@@ -45,7 +47,7 @@ class Chapter:
         self.name = name
         self.overrides = overrides
         self.profile: Profile = load_profile(profile, overrides)
-        self.settings = self.profile.chapter(name)
+        self.settings = self.profile.section(name)  # typed, frozen (lib.config.chapters)
         self.seeds = list(self.profile.seeds)
         # the confirmatory family's arms (params/confirmatory.yaml) run on their declared seeds too
         self.declared_seeds = confirmatory.declared_seeds(self.profile.name, name)
@@ -57,13 +59,13 @@ class Chapter:
 
     @property
     def dataset(self) -> str:
-        return self.settings.get("dataset") or next(iter(self.profile.datasets))
+        return self.settings.dataset or next(iter(self.profile.datasets))
 
     def config(self, dataset: str | None = None, *layers: dict, **dotted) -> RunConfig:
         """The profile's run for `dataset`, with this chapter's overlay, then `layers` and
         dotted overrides written with double underscores (optim__lr=1e-4)."""
         dataset = dataset or self.dataset
-        chapter_layer = self.settings.get("runs", {}).get(dataset, {})
+        chapter_layer = self.settings.runs.get(dataset, {})
         return self.profile.run_config(dataset, chapter_layer, *layers, **dotted)
 
     def planned(self, settings: dict[str, RunConfig], seeds: list[int] | None = None) -> list[PlannedRun]:
@@ -195,7 +197,7 @@ class Chapter:
 
     def describe_datasets(self, *layers: dict) -> str:
         """`describe` for each data set the chapter trains on (its `datasets`), `layers` applied."""
-        return "\n\n".join(self.describe(self.config(ds, *layers)) for ds in self.settings["datasets"])
+        return "\n\n".join(self.describe(self.config(ds, *layers)) for ds in self.settings.datasets)
 
 
 def planned_walk(ch: Chapter, walk):
@@ -221,7 +223,7 @@ def walk_through(walk):
 def divide_setting(ch: Chapter, dataset: str, clusters: int, recluster_every: int) -> RunConfig:
     """Chapter 4's recipe with K learners re-clustered every M epochs; K = 1 is the same recipe
     without its divide section, trained as one learner."""
-    recipe = ch.settings["recipe"]
+    recipe = ch.settings.recipe
     if clusters == 1:
         return ch.config(dataset, {k: v for k, v in recipe.items() if k != "divide"})
     return ch.config(dataset, recipe, {"divide": {"clusters": clusters, "recluster_every": recluster_every}})
@@ -246,13 +248,17 @@ def borrowed_config(spec: dict, profile: str, overrides: dict | None, dataset: s
 
 
 def _layer(chapter: Chapter, keys: list) -> dict:
-    layer = chapter.settings
+    """The setting under `keys` of a chapter's section: fields of its typed model, then dict keys."""
+    layer: Any = chapter.settings
     for key in keys:
-        if not isinstance(layer, dict) or key not in layer:
+        if isinstance(layer, BaseModel) and key in layer.model_fields_set:
+            layer = getattr(layer, key)
+        elif isinstance(layer, dict) and key in layer:
+            layer = layer[key]
+        else:
             raise ConfigError(f"chapters.{chapter.name} has no setting {'.'.join(map(str, keys))} in profile "
                               f"'{chapter.profile.name}'")
-        layer = layer[key]
-    return layer
+    return layer.model_dump(exclude_unset=True) if isinstance(layer, BaseModel) else layer
 
 
 def backbone_words(layer: dict) -> str:

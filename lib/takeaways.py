@@ -245,7 +245,7 @@ def collapse_lines(ch, frame: pd.DataFrame | None = None) -> list[str]:
     frame = ch.table() if frame is None else frame
     blog = collapse.blog_name(ch)
     groups = [(blog, [*collapse.margin_arms(ch), *collapse.ablation_arms(ch)], "")]
-    if ch.settings.get("pretrained"):
+    if ch.settings.pretrained is not None:
         groups.append((collapse.PRETRAINED + blog, list(collapse.pretrained_arms(ch)), " on the pretrained backbone"))
     lines = []
     for reference, settings, where in groups:
@@ -306,13 +306,13 @@ def margin_lines(ch, frame: pd.DataFrame | None = None) -> list[str]:
     from lib.chapters import mining
 
     frame = ch.table() if frame is None else frame
-    sweep = ch.settings.get("margin_sweep")
-    if not sweep or frame.empty:
+    sweep = ch.settings.margin_sweep
+    if frame.empty:
         return []
     parts = []
-    for name in sweep["strategies"]:
-        rows = frame[(frame["dataset"] == sweep["dataset"]) &
-                     frame["setting"].isin([mining.margin_setting(name, m) for m in sweep["margins"]])]
+    for name in sweep.strategies:
+        rows = frame[(frame["dataset"] == sweep.dataset) &
+                     frame["setting"].isin([mining.margin_setting(name, m) for m in sweep.margins])]
         if rows.empty:
             continue
         spread = rows.pivot_table(index="seed", columns="setting", values="map@r", aggfunc="first")
@@ -321,7 +321,7 @@ def margin_lines(ch, frame: pd.DataFrame | None = None) -> list[str]:
                      f"largest change {spread.max() * 100:.1f} points")
     if not parts:
         return []
-    return [f"**Margin** ({sweep['dataset']}, margins {', '.join(map(str, sweep['margins']))}; the chapter's own table, "
+    return [f"**Margin** ({sweep.dataset}, margins {', '.join(map(str, sweep.margins))}; the chapter's own table, "
             "not judged by the ledger): " + "; ".join(parts) + "."]
 
 
@@ -332,7 +332,7 @@ def road_lines(ch, road: pd.DataFrame) -> list[str]:
     dropped = [str(s) for s, r in steps.iterrows() if not bool(r["kept"])]
     return [f"The road kept {', '.join(kept) or 'nothing beyond its start'}"
             + (f" and dropped {', '.join(dropped)}" if dropped else "")
-            + f", each on its mean paired gain in {ch.settings['select_on']} over validation characters, "
+            + f", each on its mean paired gain in {ch.settings.select_on} over validation characters, "
               "never on Lake's runs."]
 
 
@@ -383,9 +383,10 @@ def box(ch, *, checks: pd.DataFrame | None = None, claims: pd.DataFrame | None =
         ch.save_records(publish=True)
     lines = take_home(ch, checks=checks, claims=claims, road=road, root=root)
     profile = ch.profile
-    if claims is not None and ch.settings.get("tables_from"):  # the ledger chapter reads another profile's tables
+    # the ledger chapter reads another profile's tables (only its section has `tables_from`)
+    if claims is not None and getattr(ch.settings, "tables_from", None):
         from lib.config import load_profile
-        profile = load_profile(ch.settings["tables_from"])
+        profile = load_profile(ch.settings.tables_from)
     quote = ["> **Write this down.**", ">", *[f"> - {line}" for line in lines], ">",
              f"> *Generated from the {profile.name} profile's tables ({profile.description}); the ledger's sentences "
              "are `lib.ledger`'s, word for word.*"]

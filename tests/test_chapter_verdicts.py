@@ -330,7 +330,7 @@ def test_divide_and_conquer_one_budget_has_no_trend_to_test(chapter, monkeypatch
     """With one budget (smoke's [1]) there is nothing to compare 1x with: no trend row, no trend sentence."""
     ch = chapter("04_divide_and_conquer", frame(*[arm(s, v, "omniglot", BOTH) for s, v in [
         (SINGLE, BASE), (CENTRE, BASE - 0.05 + NOISE), (WARM, BASE - 0.02 + NOISE[::-1])]]))
-    monkeypatch.setitem(ch.settings, "budgets", [1])
+    monkeypatch.setattr(ch, "settings", ch.settings.model_copy(update={"budgets": [1]}))
     _, gap = dnc.budgets(ch)
     assert dnc.trend(ch).empty and "Paired test of the trend" not in dnc.budget_verdict(ch, gap)
 

@@ -81,3 +81,7 @@ def test_missing_dataset_and_chapter():
         profile.run_config("cub200")
     with pytest.raises(ConfigError, match="no section chapters.99_nothing"):
         profile.chapter("99_nothing")
+    with pytest.raises(ConfigError, match="no section chapters.99_nothing"):
+        profile.section("99_nothing")
+    # the typed section holds what the plain copy holds, read by attribute
+    assert profile.section("04_divide_and_conquer").model_dump(exclude_unset=True) == profile.chapter("04_divide_and_conquer")

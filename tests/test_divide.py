@@ -182,10 +182,10 @@ def test_the_warm_start_arm_is_the_centre_with_its_first_epochs_whole_and_the_le
     single, middle, warm = arms.values()
     assert list(arms)[2] == dnc.warm_arm(ch) == "K=4, M=2, warm start"
     assert single.train.epochs == middle.train.epochs == warm.train.epochs
-    assert (middle.divide.warmup_epochs, warm.divide.warmup_epochs) == (0, ch.settings["warm_start_epochs"])
+    assert (middle.divide.warmup_epochs, warm.divide.warmup_epochs) == (0, ch.settings.warm_start_epochs)
     assert warm.with_overrides({"divide.warmup_epochs": 0}) == middle
     assert divide.divides_at(middle, 0) and not divide.divides_at(warm, 0) and divide.divides_at(warm, 1)
     rows = [c for c in ledger.claims(load_profile("quick")) if isinstance(c, ledger.Comparison)
-            and c.chapter == "04_divide_and_conquer" and c.dataset == ch.settings["budget_dataset"]]
-    assert [c.a for c in rows] == ["K=4, M=2", f"K=4, M=2, warm start, {max(ch.settings['budgets'])}x budget"]
+            and c.chapter == "04_divide_and_conquer" and c.dataset == ch.settings.budget_dataset]
+    assert [c.a for c in rows] == ["K=4, M=2", f"K=4, M=2, warm start, {max(ch.settings.budgets)}x budget"]
     assert "post hoc" not in rows[0].claim and "post hoc" in rows[1].claim

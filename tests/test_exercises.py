@@ -144,8 +144,8 @@ def test_divide_and_conquer_with_one_cluster_divides_no_epoch(name):
     from lib.study import Chapter, divide_setting
 
     ch = Chapter("04_divide_and_conquer", name)
-    at = ch.settings["grid_at"]
-    centre = divide_setting(ch, "omniglot", at["clusters"], at["recluster_every"])
+    at = ch.settings.grid_at
+    centre = divide_setting(ch, "omniglot", at.clusters, at.recluster_every)
     d = centre.divide
     assert divide.divided_epochs(centre) == centre.train.epochs - d.warmup_epochs - d.finetune_epochs > 0
     for m in (1, 2, 3):
@@ -173,9 +173,9 @@ def test_an_ingredient_that_changes_nothing_is_dropped():
     from lib.study import Chapter
 
     ch = Chapter("06_oneshot_record", "smoke", {"chapters.06_oneshot_record.ingredients.nothing": {}})
-    assert list(ch.settings["ingredients"])[-1] == "nothing"
-    start = ch.config("omniglot", ch.settings["start"])
-    same = ch.config("omniglot", ch.settings["start"], ch.settings["ingredients"]["nothing"])
+    assert list(ch.settings.ingredients)[-1] == "nothing"
+    start = ch.config("omniglot", ch.settings.start)
+    same = ch.config("omniglot", ch.settings.start, ch.settings.ingredients["nothing"])
     assert train.run_dir_for(same).key == train.run_dir_for(start).key
     selection = {0: 0.41, 1: 0.43, 2: 0.40}
     current = Step("start", "start", [], selection, None, True, [])

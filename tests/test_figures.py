@@ -179,7 +179,7 @@ def test_quickstart_diagnostics_has_the_rank_panel_labels_and_the_validation_cut
 
 # ----------------------------------------------------------------------------- chapter 1
 def _ablation_inputs(ch):
-    metric, blog = ch.settings["metric"], collapse.blog_name(ch)
+    metric, blog = ch.settings.metric, collapse.blog_name(ch)
     changes = list(collapse.ablation_arms(ch))
     base = [0.040, 0.045, 0.038]
     arms = {blog: base, **{n: [b + 0.004 * (i - 3) + 0.002 * s for s, b in enumerate(base)]
@@ -229,8 +229,8 @@ def test_collapse_symptoms_dimensionality_and_tsne_fit_a_slide(chapter, monkeypa
 # ----------------------------------------------------------------------------- chapter 2
 def _mining_results(ch, hard: str | None = None):
     return {ds: {name: [run(s, ch.config(ds), {"map@r": 0.2 + 0.01 * s}, hard=(name == hard), epochs=3)
-                        for s in SEEDS] for name in ch.settings["strategies"]}
-            for ds in ch.settings["datasets"]}
+                        for s in SEEDS] for name in ch.settings.strategies}
+            for ds in ch.settings.datasets}
 
 
 def test_mining_selected_negatives_are_shares_with_d_ap_and_the_margin(chapter) -> None:
@@ -270,7 +270,7 @@ def test_mining_map_and_margin_figures_fit_a_slide(chapter) -> None:
 def _dw_results(ch, fallback: float = 0.0):
     return {ds: {name: [run(s, ch.config(ds), {"recall@1": 0.5, "map@r": 0.2},
                             fallback=fallback if "distance-weighted" in name else 0.0) for s in SEEDS]
-                 for name in ch.settings["methods"]} for ds in ch.settings["datasets"]}
+                 for name in ch.settings.methods} for ds in ch.settings.datasets}
 
 
 def test_beta_and_fallback_drops_flat_panels_and_fits_16_9(chapter) -> None:
@@ -278,11 +278,11 @@ def test_beta_and_fallback_drops_flat_panels_and_fits_16_9(chapter) -> None:
     fig = distance_weighted_figures.beta_and_fallback_figure(ch, _dw_results(ch, fallback=0.0))
     check_slide(fig, "03 beta and fallback (never fired)")
     shown = [ax for ax in fig.axes if ax.get_visible()]
-    assert len(shown) == len(ch.settings["datasets"])  # the all-zero panels are gone ...
+    assert len(shown) == len(ch.settings.datasets)  # the all-zero panels are gone ...
     assert "never fired" in fig._suptitle.get_text()  # ... and said in words
     fig = distance_weighted_figures.beta_and_fallback_figure(ch, _dw_results(ch, fallback=0.01))
     check_slide(fig, "03 beta and fallback (fired)")
-    assert sum("all-zero" in ax.get_title() for ax in fig.axes) == len(ch.settings["datasets"])
+    assert sum("all-zero" in ax.get_title() for ax in fig.axes) == len(ch.settings.datasets)
 
 
 def test_distance_weighted_other_figures_fit_a_slide(chapter, monkeypatch) -> None:
@@ -302,7 +302,7 @@ def test_distance_weighted_other_figures_fit_a_slide(chapter, monkeypatch) -> No
 # ----------------------------------------------------------------------------- chapter 4
 def _grid_table(ch) -> pd.DataFrame:
     frames, rng = [], np.random.default_rng(0)
-    for ds in ch.settings["datasets"]:
+    for ds in ch.settings.datasets:
         arms = {name: [0.25 + 0.002 * k + 0.003 * s + rng.normal(0, 0.002) for s in range(len(SEEDS))]
                 for name, (k, m) in divide_and_conquer.grid(ch).items()}
         frames.append(per_seed(arms, "map@r", ds, **{"recall@1": lambda n, s: 0.5 + 0.01 * s}))
@@ -327,7 +327,7 @@ def test_map_vs_k_shows_paired_points_with_intervals_without_magnifying_noise(ch
 def test_divide_and_conquer_other_figures_fit_a_slide(chapter, monkeypatch) -> None:
     ch = chapter("04_divide_and_conquer")
     results = {ds: {name: [run(s, divide_setting(ch, ds, k, m), {"recall@1": 0.5}) for s in SEEDS]
-                    for name, (k, m) in divide_and_conquer.grid(ch).items()} for ds in ch.settings["datasets"]}
+                    for name, (k, m) in divide_and_conquer.grid(ch).items()} for ds in ch.settings.datasets}
     check_slide(divide_and_conquer_figures.learning_curves(ch, results), "04 learning curves")
     check_slide(divide_and_conquer_figures.clusters_and_cost(ch, results), "04 clusters and cost")
     rng = np.random.default_rng(0)
@@ -335,7 +335,7 @@ def test_divide_and_conquer_other_figures_fit_a_slide(chapter, monkeypatch) -> N
         "z": rng.normal(size=(60, 2)), "learner": rng.integers(-1, 2, 60)})
     check_slide(divide_and_conquer_figures.learners_map(ch, results), "04 tsne by learner")
     arms = list(divide_and_conquer.budget_arms(ch))
-    multiples = ch.settings["budgets"]
+    multiples = ch.settings.budgets
     budget_runs = {m: {arm: [run(s, metrics={"recall@1": 0.5 + 0.01 * s}) for s in SEEDS] for arm in arms}
                    for m in multiples}
     gap = pd.DataFrame([{"arm": arm, "epochs": 5 * m, "diff": 0.01, "low": -0.01, "high": 0.03}
@@ -410,7 +410,7 @@ def test_oneshot_per_run_fits_a_slide(chapter) -> None:
 
 # ----------------------------------------------------------------------------- chapter 7
 def _claims_frame(ch) -> pd.DataFrame:
-    source = load_profile(ch.settings["tables_from"])
+    source = load_profile(ch.settings.tables_from)
     declaration = ledger.declaration_for(source)
     declared = {c.key: c for c in declaration.claims} if declaration else {}
     rows = []

@@ -196,7 +196,7 @@ def test_borrowed_recipes_hit_the_other_chapters_runs() -> None:
         run_key(divide_setting(ch4, "beluga", 4, 2).to_dict())
     ch3 = Chapter("03_distance_weighted", "quick")
     wu = {"chapter": "03_distance_weighted", "settings": ["methods", "margin loss, distance-weighted (Wu)"]}
-    assert borrowed_config(wu, "quick", None, "beluga") == ch3.config("beluga", ch3.settings["methods"]["margin loss, distance-weighted (Wu)"])
+    assert borrowed_config(wu, "quick", None, "beluga") == ch3.config("beluga", ch3.settings.methods["margin loss, distance-weighted (Wu)"])
     # in `full`, chapter 4's single learner on belugas is chapter 3's distance-weighted run
     full4 = {"chapter": "04_divide_and_conquer", "divide": {"clusters": 1, "recluster_every": 1}}
     assert run_key(borrowed_config(full4, "full", None, "beluga").to_dict()) == \
@@ -218,19 +218,20 @@ def test_a_borrowed_pretrained_recipe_is_the_run_chapter_3_trains_on_the_pretrai
     spec = {"chapter": "03_distance_weighted", "settings": ["methods", dw.SEMI], "overlay": ["pretrained", "backbone"]}
     cfg = borrowed_config(spec, "quick", None, "beluga")
     assert cfg.model.pretrained and cfg.model.backbone == "efficientnet_lite0" and cfg.model.frozen_stages == 6
-    assert cfg.loss == ch3.config("beluga", ch3.settings["methods"][dw.SEMI]).loss
+    assert cfg.loss == ch3.config("beluga", ch3.settings.methods[dw.SEMI]).loss
     arms = {name: run_key(c.to_dict()) for name, c in dw.pretrained_arms(ch3).items()}
     assert arms[dw.SEMI + dw.PRETRAINED] == run_key(cfg.to_dict())
     full3 = Chapter("03_distance_weighted", "full")  # quick leaves the whole-network arm out
     assert list(dw.pretrained_pairs(full3).values())[-1] == (dw.SEMI + dw.PRETRAINED, dw.SEMI + dw.WHOLE_NETWORK)
     assert dw.pretrained_arms(full3)[dw.SEMI + dw.WHOLE_NETWORK].model.frozen_stages == 0
-    assert len(dw.pretrained_pairs(ch3)) == len(ch3.settings["pretrained"]["methods"])
+    assert len(dw.pretrained_pairs(ch3)) == len(ch3.settings.pretrained.methods)
     ch1 = Chapter("01_beluga_collapse", "quick")
     blog = borrowed_config({"chapter": "01_beluga_collapse", "settings": ["blog"], "overlay": ["pretrained", "backbone"]},
                            "quick", None, "beluga")
     assert blog == collapse.pretrained_arms(ch1)[collapse.PRETRAINED + collapse.blog_name(ch1)]
     assert blog.optim.lr == 0.1 and blog.model.projector == [1024, 256] and blog.model.pretrained
-    assert Chapter("05_reidentification", "quick").settings["recipes"][f"{dw.SEMI}, pretrained (chapter 3)"] == spec
+    assert Chapter("05_reidentification", "quick").settings.recipes[f"{dw.SEMI}, pretrained (chapter 3)"].model_dump(
+        exclude_unset=True) == spec
     assert collapse.PRETRAINED + collapse.blog_name(ch1) == "pretrained: blog (margin 0.5)"
     # the ledger names these arms as strings
     assert dw.SEMI + dw.PRETRAINED == "semi-hard triplet, pretrained" and dw.WU + dw.PRETRAINED in dw.pretrained_arms(ch3)

@@ -10,6 +10,7 @@ from pytorch_metric_learning import losses, miners
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from lib import mechanics as M
+from lib.config.chapters import MechanicsChapter
 from lib.miners import WuDistanceWeightedMiner
 
 MARGIN, BETA = 0.2, 1.2
@@ -92,7 +93,7 @@ def test_worked_example_one_per_anchor_and_drops(chapter):
 
 def test_chapter_checks_agree_and_name_the_dropped_anchor(chapter):
     class Stub:
-        settings = {"random_batches": 2}
+        settings = MechanicsChapter(random_batches=2)
 
     checks = chapter.random_checks(Stub())
     assert list(checks.columns) == ["worked example", "random batch, seed 0", "random batch, seed 1", "worst"]

@@ -29,7 +29,7 @@ def test_no_oneshot_or_evaluation_image_enters_training_or_validation(shared_dat
                                                                       layer, monkeypatch) -> None:
     monkeypatch.setenv("METRIC_DATA", str(shared_data))
     ch = Chapter(chapter, profile)
-    cfg = ch.config("omniglot", ch.settings[layer] if layer == "start" else layer)
+    cfg = ch.config("omniglot", getattr(ch.settings, layer) if layer == "start" else layer)
     splits = load_splits(cfg)
     test_characters = set(splits.test.meta["char_id"])
     # With val_fraction 0 the per-epoch validation *is* the test split (learning curves only: nothing

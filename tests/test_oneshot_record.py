@@ -19,8 +19,10 @@ class FakeChapter:
 
     def __init__(self, scores: dict):
         self.scores = scores
-        self.settings = {"select_on": "val_recall@1", "start": {"train": {"epochs": 1}},
-                         "ingredients": {"other loss": {"loss": "B"}, "longer": {"train": {"epochs": 4}}}}
+        # read by attribute like the chapter's typed section (whose layers would refuse these toy ones)
+        self.settings = SimpleNamespace(select_on="val_recall@1", start={"train": {"epochs": 1}},
+                                        ingredients={"other loss": {"loss": "B"}, "longer": {"train": {"epochs": 4}}},
+                                        test_time={})
         self.recorded, self.extras, self.asked = [], [], []
 
     def config(self, dataset, *layers):
@@ -78,7 +80,7 @@ def test_a_tie_or_a_loss_drops_the_ingredient():
 
 def test_an_unknown_selection_metric_says_which_columns_exist():
     ch = FakeChapter({("A", 1): [0.5, 0.6, 0.55]})
-    ch.settings["select_on"] = "val_recall@9"
+    ch.settings.select_on = "val_recall@9"
     with pytest.raises(KeyError, match="val_recall@9.*columns: val_recall@1"):
         oneshot_record.road(ch)
 
@@ -88,7 +90,7 @@ def test_test_time_views_rescore_the_kept_runs_and_stay_only_when_validation_ris
     """Views re-score the kept recipe's runs (no training), accumulate when kept, and are judged
     like any ingredient; the chosen runs carry the re-scored one-shot accuracy."""
     ch = FakeChapter({("A", 1): [0.5, 0.6, 0.55], ("B", 1): [0.4, 0.5, 0.45], ("A", 4): [0.6, 0.7, 0.65]})
-    ch.settings["test_time"] = {"±1 px": [[1, 0], [-1, 0]], "±2 px": [[2, 0], [-2, 0]]}
+    ch.settings.test_time = {"±1 px": [[1, 0], [-1, 0]], "±2 px": [[2, 0], [-2, 0]]}
     by_views = {3: (0.02, 0.9), 5: (0.03 if second_helps else 0.01, 0.95)}  # views -> (gain on "longer", one-shot)
     monkeypatch.setattr(oneshot_record, "_view_scores", lambda r, views: {
         "val_recall@1": ch.scores[("A", 4)][r.config.train.seed] + by_views[len(views)][0],

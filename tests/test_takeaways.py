@@ -10,6 +10,7 @@ import pytest
 
 from lib import ledger, records, stats, takeaways
 from lib.config import load_profile
+from lib.config.chapters import MarginSweep
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted(p.stem for p in (REPO / "notebooks").glob("[0-9]*.ipynb"))
@@ -138,7 +139,7 @@ def _chapter(tmp_path, name: str, frame: pd.DataFrame, profile: str = "smoke"):
     path = records.export_path(p.name, name, tmp_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
-    return SimpleNamespace(name=name, profile=p, settings=p.chapter(name), table=lambda: frame)
+    return SimpleNamespace(name=name, profile=p, settings=p.section(name), table=lambda: frame)
 
 
 def test_ledger_lines_are_the_ledgers_sentences_word_for_word(tmp_path, monkeypatch):
@@ -163,7 +164,8 @@ def test_ledger_lines_are_the_ledgers_sentences_word_for_word(tmp_path, monkeypa
 
 def test_margin_lines_say_where_the_margin_changed_nothing(tmp_path):
     ch = _chapter(tmp_path, "02_mining", _mining_frame())
-    ch.settings["margin_sweep"] = {"dataset": "beluga", "strategies": ["hard", "semi-hard"], "margins": [0.05, 0.2]}
+    ch.settings = ch.settings.model_copy(update={"margin_sweep": MarginSweep(
+        dataset="beluga", strategies=["hard", "semi-hard"], margins=[0.05, 0.2])})
     (line,) = takeaways.margin_lines(ch)
     assert "hard: the same MAP@R at every margin in 3 of 3 seed(s), largest change 0.0 points" in line
     assert "semi-hard: the same MAP@R at every margin in 0 of 3 seed(s), largest change 1.0 points" in line
@@ -202,7 +204,7 @@ def test_removes_collapse_credits_no_change_when_the_blog_did_not_collapse():
 def test_collapse_lines_read_chapter_ones_settings(tmp_path):
     ch = _chapter(tmp_path, "01_beluga_collapse", _collapse_frame(), profile="smoke")
     ch.config = lambda dataset=None, *layers, **dotted: ch.profile.run_config(
-        "beluga", ch.settings.get("runs", {}).get("beluga", {}), *layers, **dotted)
+        "beluga", ch.settings.runs.get("beluga", {}), *layers, **dotted)
     lines = takeaways.collapse_lines(ch)
     assert any(line.startswith("**What removes the collapse** — In the space the loss sees") for line in lines)
     assert all("lr 1e-3 (0 of 3" in line for line in lines if "pretrained" not in line)

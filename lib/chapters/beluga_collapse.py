@@ -20,15 +20,15 @@ SUMMARY = ["precision@1", "spread_ratio", "effective_rank", "collapsed", "contra
 
 
 def blog_name(ch: Chapter) -> str:
-    return blog_at_margin(ch.settings["blog"]["loss"]["kwargs"]["margin"])
+    return blog_at_margin(ch.settings.blog["loss"]["kwargs"]["margin"])
 
 
 def margin(ch: Chapter) -> float:
-    return float(ch.settings["blog"]["loss"]["kwargs"]["margin"])
+    return float(ch.settings.blog["loss"]["kwargs"]["margin"])
 
 
 def _summary(ch: Chapter, settings: list[str]) -> pd.DataFrame:
-    table = records.summary(ch.table(), [ch.settings["metric"], *SUMMARY]).droplevel("dataset")
+    table = records.summary(ch.table(), [ch.settings.metric, *SUMMARY]).droplevel("dataset")
     return table.loc[[s for s in settings if s in table.index]]
 
 
@@ -43,9 +43,9 @@ def plan(ch: Chapter):
 
 def margin_arms(ch: Chapter) -> dict[str, RunConfig]:
     """The blog's configuration and the same with other margins."""
-    blog = ch.config(None, ch.settings["blog"])
+    blog = ch.config(None, ch.settings.blog)
     return {blog_name(ch): blog, **{f"blog, margin {m}": blog.with_overrides(
-        {"loss.kwargs.margin": m, "miner.kwargs.margin": m}) for m in ch.settings["margins"]}}
+        {"loss.kwargs.margin": m, "miner.kwargs.margin": m}) for m in ch.settings.margins}}
 
 
 def reproduce(ch: Chapter) -> tuple[dict, pd.DataFrame]:
@@ -86,21 +86,21 @@ def symptoms(ch: Chapter, runs: list) -> None:
 
 def ablation_arms(ch: Chapter) -> dict[str, RunConfig]:
     """Each one-factor change to the blog's configuration (the profile's `only_ablations`, else all)."""
-    S = ch.settings
-    return {n: ch.config(None, S["blog"], layer) for n, layer in S["ablations"].items()
-            if n in (S.get("only_ablations") or S["ablations"])}
+    section = ch.settings
+    return {n: ch.config(None, section.blog, layer) for n, layer in section.ablations.items()
+            if n in (section.only_ablations or section.ablations)}
 
 
 def ablation_family(ch: Chapter) -> pd.DataFrame:
     """Each change against the blog, paired by seed, one Holm family (reads both arms' runs)."""
     blog, changes = blog_name(ch), ablation_arms(ch)
-    ch.results({blog: ch.config(None, ch.settings["blog"]), **changes})
-    return compare.compare(ch.table(), {n: (n, blog) for n in changes}, ch.settings["metric"])
+    ch.results({blog: ch.config(None, ch.settings.blog), **changes})
+    return compare.compare(ch.table(), {n: (n, blog) for n in changes}, ch.settings.metric)
 
 
 def ablate(ch: Chapter) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each one-factor change against the blog, paired by seed, one Holm family."""
-    blog, S = blog_name(ch), ch.settings
+    blog, section = blog_name(ch), ch.settings
     changes = ablation_arms(ch)
     family = ablation_family(ch)
     table = _summary(ch, [blog, *changes]).join(family[["diff", "low", "high", "mde", "effect"]].add_prefix("Δ "))
@@ -112,7 +112,7 @@ def ablation_figure(ch: Chapter, table: pd.DataFrame) -> None:
     """Each one-factor change minus the blog, paired by seed: every seed's difference as a dot, the
     mean difference with its Holm-corrected interval from the chapter's comparison table (`ablate`),
     in points of the metric, against a line at zero (the blog)."""
-    metric, runs, blog = ch.settings["metric"], ch.table(), blog_name(ch)
+    metric, runs, blog = ch.settings.metric, ch.table(), blog_name(ch)
     changes = table.drop(index=blog, errors="ignore")
     rows = changes[["Δ diff", "Δ low", "Δ high"]].set_axis(["diff", "low", "high"], axis=1)
     rows = rows.sort_values("diff", ascending=False)  # the largest gain on top
@@ -175,8 +175,8 @@ def _selection(run, metric: str) -> float:
 
 def selection_gains(ch: Chapter) -> pd.Series:
     """Each change's mean paired gain over the blog on validation whales (what the fix is chosen on)."""
-    S, metric, blog = ch.settings, ch.settings["metric"], blog_name(ch)
-    found = ch.results({blog: ch.config(None, S["blog"]), **ablation_arms(ch)})
+    section, metric, blog = ch.settings, ch.settings.metric, blog_name(ch)
+    found = ch.results({blog: ch.config(None, section.blog), **ablation_arms(ch)})
     per_seed = {name: {r.config.train.seed: _selection(r, metric) for r in runs if not isinstance(r, Diverged)}
                 for name, runs in found.items()}
     return pd.Series({name: np.nanmean([v - per_seed[blog][s] for s, v in seeds.items() if s in per_seed[blog]])
@@ -186,19 +186,19 @@ def selection_gains(ch: Chapter) -> pd.Series:
 def _fix_walk(ch: Chapter, gains: pd.Series):
     """The minimal fix as a walk that yields each batch of runs it reads ((settings, seeds), for
     the plan) before reading them, and returns (steps table, confirmation, confirmed runs)."""
-    S, metric, blog = ch.settings, ch.settings["metric"], blog_name(ch)
-    fresh = [s for s in S["confirmation_seeds"] if s not in ch.seeds]
-    if len(fresh) != len(S["confirmation_seeds"]):
-        raise ConfigError(f"chapters.01_beluga_collapse.confirmation_seeds must be fresh: {S['confirmation_seeds']} "
+    section, metric, blog = ch.settings, ch.settings.metric, blog_name(ch)
+    fresh = [s for s in section.confirmation_seeds if s not in ch.seeds]
+    if len(fresh) != len(section.confirmation_seeds):
+        raise ConfigError(f"chapters.01_beluga_collapse.confirmation_seeds must be fresh: {section.confirmation_seeds} "
                           f"overlaps the profile's seeds {ch.seeds}")
     gains = gains.dropna()
     chosen, taken, steps, settings = [], set(), [], {}
     for name in gains[gains > 0].sort_values(ascending=False).index:
-        if len(steps) >= S["max_fix_steps"] or _keys(S["ablations"][name]) & taken:
+        if len(steps) >= section.max_fix_steps or _keys(section.ablations[name]) & taken:
             continue
-        chosen, taken = chosen + [name], taken | _keys(S["ablations"][name])
+        chosen, taken = chosen + [name], taken | _keys(section.ablations[name])
         setting = chosen[0] if len(chosen) == 1 else "fix: " + " + ".join(chosen)
-        settings[setting] = ch.config(None, S["blog"], *[S["ablations"][c] for c in chosen])
+        settings[setting] = ch.config(None, section.blog, *[section.ablations[c] for c in chosen])
         steps.append({"step": len(chosen), "added": name, "setting": setting, "changes": list(chosen)})
     if not steps:
         return pd.DataFrame(), pd.DataFrame(), []
@@ -209,8 +209,8 @@ def _fix_walk(ch: Chapter, gains: pd.Series):
     table[chosen_on] = [np.nanmean([_selection(r, metric) for r in found[s] if not isinstance(r, Diverged)])
                         for s in table.setting]
     best = table[chosen_on].idxmax()
-    fix = ch.config(None, S["blog"], *[S["ablations"][c] for c in table.loc[best, "changes"]])
-    confirmation_arms = {blog + FRESH: ch.config(None, S["blog"]), MINIMAL_FIX + FRESH: fix}
+    fix = ch.config(None, section.blog, *[section.ablations[c] for c in table.loc[best, "changes"]])
+    confirmation_arms = {blog + FRESH: ch.config(None, section.blog), MINIMAL_FIX + FRESH: fix}
     yield confirmation_arms, fresh
     confirmed = ch.results(confirmation_arms, seeds=fresh)
     confirmation = compare.compare(ch.table(), {"minimal fix vs blog": (MINIMAL_FIX + FRESH, blog + FRESH)}, metric)
@@ -222,7 +222,7 @@ def dimensionality(ch: Chapter) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The projector's output kept at test (what retrieval then uses), at 256-d and smaller, paired
     by seed against 256-d; and the median farthest/nearest distance ratio of each evaluated space
     beside that of random Gaussian vectors of the same dimension."""
-    metric = ch.settings["metric"]
+    metric = ch.settings.metric
     every = dimension_arms(ch)
     arms = {n: c for n, c in every.items() if n != KEPT_AT_TEST}
     results = ch.results(every)
@@ -245,12 +245,12 @@ def _contrast(run) -> dict:
 
 def dimension_arms(ch: Chapter) -> dict[str, RunConfig]:
     """The projector kept at test (256-d, the reference) and the same at each smaller dimension."""
-    S = ch.settings
-    kept = ch.config(None, S["blog"], S["ablations"][KEPT_AT_TEST]) if KEPT_AT_TEST in S["ablations"] else \
-        ch.config(None, S["blog"], {"model": {"projector_at_test": True}})
+    section = ch.settings
+    kept = ch.config(None, section.blog, section.ablations[KEPT_AT_TEST]) if KEPT_AT_TEST in section.ablations else \
+        ch.config(None, section.blog, {"model": {"projector_at_test": True}})
     width = kept.model.projector[0]
     return {KEPT_AT_TEST: kept, **{dimension_arm(d): kept.with_overrides({"model.projector": [width, d]})
-                                   for d in S["dimensions"]}}
+                                   for d in section.dimensions}}
 
 
 def dimensionality_figure(ch: Chapter, contrast: pd.DataFrame) -> None:
@@ -269,11 +269,11 @@ def dimensionality_figure(ch: Chapter, contrast: pd.DataFrame) -> None:
 
 def pretrained_arms(ch: Chapter) -> dict[str, RunConfig]:
     """The blog and `pretrained.ablations`, each with the `pretrained` section's backbone overlay."""
-    S, P = ch.settings, ch.settings.get("pretrained")
-    if not P:
+    section, pretrained = ch.settings, ch.settings.pretrained
+    if pretrained is None:
         return {}
-    return {PRETRAINED + blog_name(ch): ch.config(None, S["blog"], P["backbone"]),
-            **{PRETRAINED + n: ch.config(None, S["blog"], S["ablations"][n], P["backbone"]) for n in P["ablations"]}}
+    return {PRETRAINED + blog_name(ch): ch.config(None, section.blog, pretrained.backbone),
+            **{PRETRAINED + n: ch.config(None, section.blog, section.ablations[n], pretrained.backbone) for n in pretrained.ablations}}
 
 
 def pretrained_regime(ch: Chapter, ablation: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -282,17 +282,17 @@ def pretrained_regime(ch: Chapter, ablation: pd.DataFrame) -> tuple[pd.DataFrame
     against the pretrained blog beside the same change's from scratch (`ablation`), and the
     comparisons: the changes (one Holm family) and the pretrained blog against the scratch blog
     (its own family of one). Both empty when the profile has no `pretrained` section."""
-    S, metric, blog = ch.settings, ch.settings["metric"], blog_name(ch)
-    if not S.get("pretrained"):
+    section, metric, blog = ch.settings, ch.settings.metric, blog_name(ch)
+    if section.pretrained is None:
         return pd.DataFrame(), pd.DataFrame()
-    P, arms = S["pretrained"], pretrained_arms(ch)
+    pretrained, arms = section.pretrained, pretrained_arms(ch)
     ch.results(arms)
     changes = compare.compare(ch.table(), {PRETRAINED + n: (PRETRAINED + n, PRETRAINED + blog)
-                                           for n in P["ablations"]}, metric) if P["ablations"] else pd.DataFrame()
+                                           for n in pretrained.ablations}, metric) if pretrained.ablations else pd.DataFrame()
     against_scratch = compare.compare(ch.table(), {PRETRAINED + blog: (PRETRAINED + blog, blog)}, metric)
     found = pd.concat([against_scratch, changes])
     table = _summary(ch, list(arms)).join(found[["diff", "low", "high", "mde", "effect"]].add_prefix("Δ "))
-    table["Δ from scratch"] = [np.nan, *ablation.reindex(P["ablations"])["Δ diff"]]
+    table["Δ from scratch"] = [np.nan, *ablation.reindex(pretrained.ablations)["Δ diff"]]
     ch.save_table(table, "pretrained")
     return table, found
 
@@ -301,9 +301,9 @@ def pretrained_verdict(ch: Chapter, table: pd.DataFrame, found: pd.DataFrame) ->
     """What the blog's regime changes: its collapse symptoms, and which changes help, against scratch."""
     if not len(table):
         return "This profile has no `pretrained` section: the blog's pretrained regime was not run."
-    metric, blog, runs = ch.settings["metric"], blog_name(ch), ch.table()
+    metric, blog, runs = ch.settings.metric, blog_name(ch), ch.table()
     b, s = runs[runs.setting == PRETRAINED + blog], runs[runs.setting == blog]
-    lines = [f"**The blog's regime** ({backbone_words(ch.settings['pretrained']['backbone'])}): the blog's configuration gives {metric} "
+    lines = [f"**The blog's regime** ({backbone_words(ch.settings.pretrained.backbone)}): the blog's configuration gives {metric} "
              f"{fmt(b[metric].mean(), b[metric].std())} against {fmt(s[metric].mean(), s[metric].std())} from scratch, "
              f"{_judged(found.loc[PRETRAINED + blog])}. "
              f"Training loss / margin at the end: {', '.join(f'{v:.3f}' for v in b['train_loss_over_margin'])}; "
@@ -337,7 +337,7 @@ def tsne_figure(ch: Chapter, blog_runs: list, fixed_runs: list) -> None:
              (MINIMAL_FIX, fixed_runs[0], "test_embeddings")]
     fig, axes = plots.panel_grid(len(views), ncols=2, figsize=(10, 9.5))
     for ax, (name, r, key) in zip(axes, views):
-        points = ch.settings["tsne_points"]
+        points = ch.settings.tsne_points
         kept = derived.of_run(r, "tsne", lambda r=r, key=key: plots.tsne_map(
             r.arrays[key], r.arrays["test_labels"], max_points=points) if key in r.arrays else {},
             params={"array": key, "points": points, "seed": 0, "openTSNE": version("openTSNE")}, modules=("plots",))
@@ -351,7 +351,7 @@ def tsne_figure(ch: Chapter, blog_runs: list, fixed_runs: list) -> None:
 
 def verdict(ch: Chapter, margins: pd.DataFrame, family: pd.DataFrame, confirmation: pd.DataFrame,
             dims: pd.DataFrame, contrast: pd.DataFrame) -> str:
-    metric, blog, runs = ch.settings["metric"], blog_name(ch), ch.table()
+    metric, blog, runs = ch.settings.metric, blog_name(ch), ch.table()
     b = runs[runs.setting == blog]
     row = margins.loc[blog]
     stuck = b["train_loss_over_margin"].tolist()
@@ -364,7 +364,7 @@ def verdict(ch: Chapter, margins: pd.DataFrame, family: pd.DataFrame, confirmati
              f"{b['precision@1'].mean():.3f}); {int(b.contracted.sum())} of {len(b)} contracted by the older spread rule. "
              "Collapsed means retrieval no better than twice chance or fewer than 1.5 effective dimensions."]
     spread = margins[f"{metric} mean"].max() - margins[f"{metric} mean"].min()
-    values = [margin(ch), *ch.settings["margins"]]
+    values = [margin(ch), *ch.settings.margins]
     if spread == 0:
         lines.append(f"**Margins.** Margins {', '.join(map(str, values))} give the same {metric} in every seed: the "
                      "hard miner keeps the triplets with d(a,n) < d(a,p) whatever the margin, their loss is non-zero, "
@@ -381,7 +381,7 @@ def verdict(ch: Chapter, margins: pd.DataFrame, family: pd.DataFrame, confirmati
         said = ruled.get((MINIMAL_FIX + FRESH, blog + FRESH))
         lines.append(f"**Minimal fix.** Chosen on validation whales (held out from training) of the selection seeds "
                      f"{ch.seeds}, never on the test whales: {c['fix']}. On the test whales of the fresh seeds "
-                     f"{ch.settings['confirmation_seeds']}, which chose nothing, its gain in {metric} over the blog: "
+                     f"{ch.settings.confirmation_seeds}, which chose nothing, its gain in {metric} over the blog: "
                      f"{compare.said(c)}." + (f" **The ledger's verdict:** {said}." if said else ""))
     lines.append(_dimension_sentence(dims, contrast, metric))
     lines += [f"**The ledger's verdict** on the blog's hypothesis ({a} against {b}): {said}."

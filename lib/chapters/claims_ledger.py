@@ -22,7 +22,7 @@ SHOWN = ["section", "id", "claim", "source", "dataset", "claim's regime", "our r
 
 def build(ch: Chapter) -> tuple[pd.DataFrame, str]:
     """The ledger of the profile the chapter's settings name (`tables_from`), saved as a table."""
-    source = load_profile(ch.settings["tables_from"])
+    source = load_profile(ch.settings.tables_from)
     claims = ledger.build(source)
     ch.save_table(claims.set_index("claim"), "ledger")
     note = (f"Tables read from the **{source.name}** profile ({source.description}); this notebook runs in the "
@@ -48,7 +48,7 @@ def markdown(claims: pd.DataFrame) -> str:
 
 def _comparisons(ch: Chapter, claims: pd.DataFrame) -> list:
     """The ledger's comparison (declared or listed) behind each row, None for a share or level row."""
-    source = load_profile(ch.settings["tables_from"])
+    source = load_profile(ch.settings.tables_from)
     listed = {(c.claim, c.dataset, c.metric): c for c in ledger.claims(source) if isinstance(c, ledger.Comparison)}
     declaration = ledger.declaration_for(source)
     declared = {c.id: c for c in declaration.claims} if declaration is not None else {}
@@ -133,6 +133,6 @@ def counts(ch: Chapter, claims: pd.DataFrame) -> str:
         f"*{section.capitalize()}* ({len(rows)}): " + ", ".join(
             f"{rows.verdict.value_counts().get(v.value, 0)} {v.value}" for v in Verdict) + "."
         for section, rows in claims.groupby("section", sort=False))
-    if ch.settings["tables_from"] == "smoke":
+    if ch.settings.tables_from == "smoke":
         text += " *Smoke tables: the verdicts are meaningless; they only prove the chain runs.*"
     return text

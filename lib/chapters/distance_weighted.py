@@ -48,18 +48,18 @@ LAKE_ANCHORS = {"people": 0.955, "Bayesian Program Learning": 0.967, "a convolut
 
 def plan(ch: Chapter):
     """The chapter's runs (lib.runs.plan): every method on every data set, and the pretrained arms."""
-    yield [run for ds in ch.settings["datasets"] for run in ch.planned(method_arms(ch, ds))] + \
+    yield [run for ds in ch.settings.datasets for run in ch.planned(method_arms(ch, ds))] + \
         ch.planned(pretrained_arms(ch))
 
 
 def method_arms(ch: Chapter, dataset: str) -> dict[str, RunConfig]:
-    return {name: ch.config(dataset, layer) for name, layer in ch.settings["methods"].items()}
+    return {name: ch.config(dataset, layer) for name, layer in ch.settings.methods.items()}
 
 
 def run_methods(ch: Chapter) -> dict[str, dict[str, list]]:
     """{dataset: {method: runs}}: every method over the profile's seeds, recorded in the per-seed
     table with the share of anchors the distance-weighted miner found without a usable negative."""
-    results = {ds: ch.results(method_arms(ch, ds)) for ds in ch.settings["datasets"]}
+    results = {ds: ch.results(method_arms(ch, ds)) for ds in ch.settings.datasets}
     for by_method in results.values():
         for name in (WU, PML):
             for result in by_method.get(name, []):
@@ -98,12 +98,12 @@ def gradient_noise(ch: Chapter, results: dict) -> tuple[plt.Figure, pd.DataFrame
     """The variance over augmentations of ∂d(a,n)/∂f(n) against d(a,n) for the first seed's Wu
     model on each data set, and per data set the mean variance of the closest and farthest
     distance octiles, their ratio and the correlation of distance and variance."""
-    datasets = ch.settings["datasets"]
+    datasets = ch.settings.datasets
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), max(3.8, 5 * len(datasets) / 1.75)),
                              squeeze=False)
     rows = []
     for ax, ds in zip(axes[0], datasets):
-        run, pairs, augmentations = results[ds][WU][0], ch.settings["gradient_pairs"], ch.settings["gradient_augmentations"]
+        run, pairs, augmentations = results[ds][WU][0], ch.settings.gradient_pairs, ch.settings.gradient_augmentations
 
         def measure(run=run):
             trainer = train.load_trained(run)
@@ -156,7 +156,7 @@ def comparisons(ch: Chapter) -> pd.DataFrame:
     MAP@R; the pml-vs-Wu comparison is a `VOID` row when the two arms' runs are identical."""
     table = ch.table()
     frames = []
-    for ds in ch.settings["datasets"]:
+    for ds in ch.settings.datasets:
         void = identical_runs(table, PML, WU, ds)
         for metric in (CLAIM_METRIC, CHECK_METRIC):
             frame = compare(table, family(void), metric, dataset=ds)
@@ -267,7 +267,7 @@ def gradient_verdict(gradient_table: pd.DataFrame) -> str:
 def verdict(ch: Chapter, found: pd.DataFrame, gradient_table: pd.DataFrame) -> str:
     """The chapter's conclusion in Markdown: per data set the claim on Recall@1 with the loss and
     the sampling separated, the fallback, the MAP@R check; then one-shot and gradient noise."""
-    parts = [dataset_verdict(ch, found, ds) for ds in ch.settings["datasets"]]
+    parts = [dataset_verdict(ch, found, ds) for ds in ch.settings.datasets]
     parts += [text for text in (oneshot_verdict(ch),) if text]
     parts.append(gradient_verdict(gradient_table))
     return "\n\n".join(parts)
@@ -277,12 +277,12 @@ def verdict(ch: Chapter, found: pd.DataFrame, gradient_table: pd.DataFrame) -> s
 def pretrained_arms(ch: Chapter) -> dict[str, RunConfig]:
     """`pretrained.methods` on the pretrained backbone, and `whole_network` with every stage
     trained; {} when the profile has no `pretrained` section."""
-    P = ch.settings.get("pretrained")
-    if not P:
+    P = ch.settings.pretrained
+    if P is None:
         return {}
-    arms = {m + PRETRAINED: ch.config(P["dataset"], ch.settings["methods"][m], P["backbone"]) for m in P["methods"]}
-    if P.get("whole_network"):
-        arms[P["whole_network"] + WHOLE_NETWORK] = arms[P["whole_network"] + PRETRAINED].with_overrides(
+    arms = {m + PRETRAINED: ch.config(P.dataset, ch.settings.methods[m], P.backbone) for m in P.methods}
+    if P.whole_network:
+        arms[P.whole_network + WHOLE_NETWORK] = arms[P.whole_network + PRETRAINED].with_overrides(
             {"model.frozen_stages": 0})
     return arms
 
@@ -294,10 +294,10 @@ def run_pretrained(ch: Chapter) -> dict[str, list]:
 
 def pretrained_pairs(ch: Chapter) -> dict[str, tuple[str, str]]:
     """Each pretrained method against itself from scratch, and what freezing costs: one family."""
-    P = ch.settings["pretrained"]
-    pairs = {f"{m}: pretrained vs scratch": (m + PRETRAINED, m) for m in P["methods"]}
-    if P.get("whole_network"):
-        w = P["whole_network"]
+    P = ch.settings.pretrained
+    pairs = {f"{m}: pretrained vs scratch": (m + PRETRAINED, m) for m in P.methods}
+    if P.whole_network:
+        w = P.whole_network
         pairs[f"{w}: frozen stages vs whole network fine-tuned"] = (w + PRETRAINED, w + WHOLE_NETWORK)
     return pairs
 
@@ -309,11 +309,11 @@ def _paired_arms(pairs: dict[str, tuple[str, str]]) -> list[str]:
 def pretrained_comparisons(ch: Chapter) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(summary per arm with training minutes, paired comparisons on MAP@R and Recall@1, each
     metric one Holm family); empty frames when the profile has no `pretrained` section."""
-    P = ch.settings.get("pretrained")
-    if not P:
+    P = ch.settings.pretrained
+    if P is None:
         return pd.DataFrame(), pd.DataFrame()
     table = ch.table()
-    table = table[table["dataset"] == P["dataset"]]
+    table = table[table["dataset"] == P.dataset]
     pairs = pretrained_pairs(ch)
     summary = records.summary(table, [CHECK_METRIC, CLAIM_METRIC, "train_seconds"]).droplevel("dataset")
     summary = summary.loc[[a for a in _paired_arms(pairs) if a in summary.index]]
@@ -327,8 +327,8 @@ def pretrained_verdict(ch: Chapter, summary: pd.DataFrame, found: pd.DataFrame) 
     """Pretrained against scratch per method, and what freezing costs, on MAP@R then Recall@1."""
     if not len(found):
         return "This profile has no `pretrained` section: the recipes were not run on a pretrained backbone."
-    P = ch.settings["pretrained"]
-    cfg = ch.config(P["dataset"], P["backbone"])
+    P = ch.settings.pretrained
+    cfg = ch.config(P.dataset, P.backbone)
     minutes = summary["train_seconds mean"] / 60
 
     def level(arm: str) -> str:
@@ -337,13 +337,13 @@ def pretrained_verdict(ch: Chapter, summary: pd.DataFrame, found: pd.DataFrame) 
 
     check = found[found.metric == CHECK_METRIC]
     claim = found[found.metric == CLAIM_METRIC]
-    lines = [f"**Pretrained against scratch on {P['dataset']}** ({backbone_words(P['backbone'])}, "
+    lines = [f"**Pretrained against scratch on {P.dataset}** ({backbone_words(P.backbone)}, "
              f"{cfg.data.image_size} px, {cfg.train.epochs} epochs; {CHECK_METRIC}, paired by seed, Holm over "
              f"{len(check)}):"]
     for name, (a, b) in pretrained_pairs(ch).items():
         lines.append(f"- {name}: {level(a)} against {level(b)}, {judged(check.loc[name])}; "
                      f"on {CLAIM_METRIC} {judged(claim.loc[name])}.")
-    ruled = ledger_said(ch, P["dataset"], WU + PRETRAINED, SEMI + PRETRAINED)
+    ruled = ledger_said(ch, P.dataset, WU + PRETRAINED, SEMI + PRETRAINED)
     if ruled:
         lines.append(f"- Wu's recipe against semi-hard triplet, both pretrained{ruled}.")
     return "\n".join(lines)

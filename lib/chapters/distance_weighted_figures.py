@@ -15,7 +15,7 @@ from lib.study import Chapter, Diverged
 def sphere_density_figure(ch: Chapter, results: dict) -> plt.Figure:
     """q(d) against sampled distances for each of the chapter's dimensions, and the held-out
     embeddings of the first seed's Wu model on Omniglot in the panel of their own dimension."""
-    dims = ch.settings["sphere_dims"]
+    dims = ch.settings.sphere_dims
     ncols = 2 if len(dims) > 2 else len(dims)
     fig, axes = plots.panel_grid(len(dims), ncols=ncols, figsize=(5 * ncols, 3.4 * -(-len(dims) // ncols) + 0.4))
     grid = np.linspace(0.001, 1.999, 400)
@@ -37,7 +37,7 @@ def sphere_density_figure(ch: Chapter, results: dict) -> plt.Figure:
 
 def seed_dots_figure(ch: Chapter, results: dict) -> plt.Figure:
     """Every seed of every method, Recall@1 (the claim's metric) and MAP@R, one row per data set."""
-    datasets, methods = ch.settings["datasets"], list(ch.settings["methods"])
+    datasets, methods = ch.settings.datasets, list(ch.settings.methods)
     fig, axes = plt.subplots(len(datasets), 2, figsize=(13, max(len(datasets) * (0.5 * len(methods) + 1.5), 13 / 1.75)),
                              squeeze=False, sharey="row")
     for row, ds in zip(axes, datasets):
@@ -62,7 +62,7 @@ def beta_and_fallback_figure(ch: Chapter, results: dict) -> plt.Figure:
     where the distance-weighted miners found an anchor with all-zero weights, the share of such
     anchors (%). Where that share is zero at every step the panel would be a flat line at 0, so the
     title says so instead. A method keeps its colour in every panel."""
-    datasets, methods = ch.settings["datasets"], list(ch.settings["methods"])
+    datasets, methods = ch.settings.datasets, list(ch.settings.methods)
     margin_methods = [m for m in methods if "margin" in m]
     weighted = [m for m in methods if "distance-weighted" in m]
     fired = {ds: _fallback_fired(results, ds, weighted) for ds in datasets}
@@ -101,15 +101,15 @@ def beta_and_fallback_figure(ch: Chapter, results: dict) -> plt.Figure:
 def pretrained_figure(ch: Chapter, results: dict, pretrained: dict) -> plt.Figure:
     """Held-out MAP@R per epoch of every pretrained arm (`run_pretrained`) and its scratch
     counterpart (`run_methods`), seeds as thin lines."""
-    P = ch.settings["pretrained"]
+    P = ch.settings.pretrained
     arms = _paired_arms(pretrained_pairs(ch))
-    every = {**results.get(P["dataset"], {}), **pretrained}
+    every = {**results.get(P.dataset, {}), **pretrained}
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
     for i, arm in enumerate(arms):
         plots.seed_lines(ax, [r.history for r in every.get(arm, []) if len(r.history)], "val_map@r", label=arm,
                          scale=100, color=plots.PALETTE[i])
     plots.epoch_axis(ax)
     ax.set_ylabel("held-out MAP@R (%)")
-    ax.set_title(P["dataset"])
+    ax.set_title(P.dataset)
     ax.legend(fontsize=7, loc="best")
     return fig

@@ -28,22 +28,22 @@ PAPER_PROFILE, PAPER_DATASET = "paper_dnc", "cub200"
 
 def grid(ch: Chapter) -> dict[str, tuple[int, int]]:
     """{setting name: (K, M)}: K varies at the centre's M, M varies at the centre's K."""
-    at = ch.settings["grid_at"]
-    points = {grid_setting(k, at["recluster_every"]): (k, at["recluster_every"]) for k in ch.settings["clusters"]}
-    points.update({grid_setting(at["clusters"], m): (at["clusters"], m) for m in ch.settings["recluster_every"]})
+    at = ch.settings.grid_at
+    points = {grid_setting(k, at.recluster_every): (k, at.recluster_every) for k in ch.settings.clusters}
+    points.update({grid_setting(at.clusters, m): (at.clusters, m) for m in ch.settings.recluster_every})
     return {(SINGLE if k == 1 else name): (k, m) for name, (k, m) in points.items()}
 
 
 def centre(ch: Chapter) -> str:
     """The pre-registered setting: the grid's centre, named before any run."""
-    at = ch.settings["grid_at"]
-    return grid_setting(at["clusters"], at["recluster_every"])
+    at = ch.settings.grid_at
+    return grid_setting(at.clusters, at.recluster_every)
 
 
 def plan(ch: Chapter):
     """The chapter's runs (lib.runs.plan): the grid on every data set, and the budget arms."""
-    yield [run for ds in ch.settings["datasets"] for run in ch.planned(grid_arms(ch, ds))] + \
-        [run for multiple in ch.settings["budgets"] for run in ch.planned(budget_settings(ch, multiple))]
+    yield [run for ds in ch.settings.datasets for run in ch.planned(grid_arms(ch, ds))] + \
+        [run for multiple in ch.settings.budgets for run in ch.planned(budget_settings(ch, multiple))]
 
 
 def grid_arms(ch: Chapter, dataset: str) -> dict[str, RunConfig]:
@@ -53,7 +53,7 @@ def grid_arms(ch: Chapter, dataset: str) -> dict[str, RunConfig]:
 def run(ch: Chapter) -> tuple[dict[str, dict[str, list]], pd.DataFrame]:
     """Every grid setting on every data set over the profile's seeds ({dataset: {setting: runs}}),
     recorded in the chapter's per-seed table, and the mean ± sd summary saved as its results table."""
-    results = {ds: ch.results(grid_arms(ch, ds)) for ds in ch.settings["datasets"]}
+    results = {ds: ch.results(grid_arms(ch, ds)) for ds in ch.settings.datasets}
     table = records.summary(ch.table(), METRICS)
     ch.save_table(table, "results")
     return results, table
@@ -69,7 +69,7 @@ def still_improving(ch: Chapter, results: dict[str, dict[str, list]]) -> pd.Data
     epoch, and what the last epoch added over the one before (mean over seeds; "still improving"
     when that mean gain is positive)."""
     rows = []
-    for ds in ch.settings["datasets"]:
+    for ds in ch.settings.datasets:
         for name in [SINGLE, centre(ch)]:
             seeds = [h.set_index("epoch")[CURVE] for h in _histories(results[ds][name]) if CURVE in h]
             if not seeds:
@@ -91,7 +91,7 @@ def comparisons(ch: Chapter) -> pd.DataFrame:
     divided = {name: (name, SINGLE) for name in grid(ch) if name != SINGLE}
     table = ch.table()
     families = [compare.compare(table, divided, metric, dataset=ds).assign(dataset=ds)
-                for ds in ch.settings["datasets"] for metric in (PRIMARY, SECONDARY)]
+                for ds in ch.settings.datasets for metric in (PRIMARY, SECONDARY)]
     return pd.concat(families).reset_index().set_index(["dataset", "metric", "comparison"])
 
 
@@ -169,7 +169,7 @@ def verdict(ch: Chapter, family: pd.DataFrame, improving: pd.DataFrame) -> str:
     middle = centre(ch)
     paper = _regime(load_profile(PAPER_PROFILE).run_config(PAPER_DATASET))
     paragraphs = []
-    for ds in ch.settings["datasets"]:
+    for ds in ch.settings.datasets:
         primary, secondary = _family(family, ds, PRIMARY), _family(family, ds, SECONDARY)
         row = primary.loc[middle]
         tested = _regime(divide_setting(ch, ds, *grid(ch)[middle]))
@@ -200,17 +200,17 @@ def verdict(ch: Chapter, family: pd.DataFrame, improving: pd.DataFrame) -> str:
 def warm_arm(ch: Chapter) -> str | None:
     """The name of the centre trained with a warm start (its first epochs on the whole embedding,
     so the first clustering sees a trained embedding), or None when the profile runs none."""
-    return warm_start_setting(centre(ch)) if ch.settings.get("warm_start_epochs", 0) else None
+    return warm_start_setting(centre(ch)) if ch.settings.warm_start_epochs else None
 
 
 def budget_arms(ch: Chapter) -> dict[str, RunConfig]:
     """{arm: its 1x configuration on `budget_dataset`}: one learner, the grid's centre and, where
     the profile asks, the centre with a warm start."""
-    ds, middle = ch.settings["budget_dataset"], centre(ch)
+    ds, middle = ch.settings.budget_dataset, centre(ch)
     k, m = grid(ch)[middle]
     arms = {SINGLE: divide_setting(ch, ds, 1, m), middle: divide_setting(ch, ds, k, m)}
     if warm_arm(ch):
-        arms[warm_arm(ch)] = arms[middle].with_overrides({"divide.warmup_epochs": ch.settings["warm_start_epochs"]})
+        arms[warm_arm(ch)] = arms[middle].with_overrides({"divide.warmup_epochs": ch.settings.warm_start_epochs})
     return arms
 
 
@@ -231,16 +231,16 @@ def budgets(ch: Chapter) -> tuple[dict[int, dict[str, list]], pd.DataFrame]:
     at each budget, one Holm family over all of them."""
     arms, middle = budget_arms(ch), centre(ch)
     results = {}
-    for multiple in ch.settings["budgets"]:
+    for multiple in ch.settings.budgets:
         runs = ch.results(budget_settings(ch, multiple))
         results[multiple] = {arm: runs[budget_setting(arm, multiple)] for arm in arms}
     pairs = {f"{m}x" + ("" if arm == middle else ", warm start"): (budget_setting(arm, m),
                                                                    budget_setting(SINGLE, m))
-             for arm in arms if arm != SINGLE for m in ch.settings["budgets"]}
-    gap = compare.compare(ch.table(), pairs, PRIMARY, dataset=ch.settings["budget_dataset"])
+             for arm in arms if arm != SINGLE for m in ch.settings.budgets}
+    gap = compare.compare(ch.table(), pairs, PRIMARY, dataset=ch.settings.budget_dataset)
     gap.insert(0, "epochs", [results[m][SINGLE][0].config.train.epochs
-                             for arm in arms if arm != SINGLE for m in ch.settings["budgets"]])
-    gap.insert(0, "arm", [arm for arm in arms if arm != SINGLE for _ in ch.settings["budgets"]])
+                             for arm in arms if arm != SINGLE for m in ch.settings.budgets])
+    gap.insert(0, "arm", [arm for arm in arms if arm != SINGLE for _ in ch.settings.budgets])
     ch.save_table(gap, "budgets")
     return results, gap
 
@@ -250,14 +250,14 @@ def trend(ch: Chapter) -> pd.DataFrame:
     the shortest budget to the longest, seed by seed ((divided - single) at the longest minus the
     same at the shortest, paired by seed), one Holm family over the arms. Exploratory: the ledger's
     confirmatory row is the 1x centre."""
-    multiples, table = ch.settings["budgets"], ch.table()
+    multiples, table = ch.settings.budgets, ch.table()
     shortest, longest = min(multiples), max(multiples)
     if shortest == longest:  # one budget: no trend to test
         return pd.DataFrame(columns=["from", "to", "gap_at_shortest", "change", "low", "high", "seeds", "sentence"])
 
     def gaps(arm: str, multiple: int) -> dict[int, float]:
-        a = records.per_seed(table, budget_setting(arm, multiple), PRIMARY, ch.settings["budget_dataset"])
-        b = records.per_seed(table, budget_setting(SINGLE, multiple), PRIMARY, ch.settings["budget_dataset"])
+        a = records.per_seed(table, budget_setting(arm, multiple), PRIMARY, ch.settings.budget_dataset)
+        b = records.per_seed(table, budget_setting(SINGLE, multiple), PRIMARY, ch.settings.budget_dataset)
         return {seed: a[seed] - b[seed] for seed in a.keys() & b.keys()}
 
     raw = {arm: stats.paired_difference(gaps(arm, longest), gaps(arm, shortest))
@@ -275,7 +275,7 @@ def trend(ch: Chapter) -> pd.DataFrame:
 def budget_verdict(ch: Chapter, gap: pd.DataFrame) -> str:
     """Each divided arm's gap at each budget, and whether it shrinks, closes, flips or holds as
     training lengthens."""
-    text = (f"**Longer budgets** ({ch.settings['budget_dataset']}, each divided arm minus one learner, held-out "
+    text = (f"**Longer budgets** ({ch.settings.budget_dataset}, each divided arm minus one learner, held-out "
             f"Recall@1, one Holm family over the budgets and arms): ")
     trends = trend(ch)
     for arm, rows in gap.groupby("arm", sort=False):
@@ -286,7 +286,7 @@ def budget_verdict(ch: Chapter, gap: pd.DataFrame) -> str:
             text += (f"Paired test of the trend (exploratory): the gap at {t['to']} minus the gap at {t['from']}, "
                      f"seed by seed: {t['sentence']}. ")
     if warm_arm(ch):
-        text += (f"The warm start trains the whole embedding first ({_epochs(ch.settings['warm_start_epochs'])} at 1x, "
+        text += (f"The warm start trains the whole embedding first ({_epochs(ch.settings.warm_start_epochs)} at 1x, "
                  "scaled with the budget), so its first clustering sees a trained embedding, as the paper's sees "
                  "pretrained features. It was added after the 1x, 2x and 4x gaps of the centre were seen, so it is "
                  "exploratory (post hoc); the ledger's confirmatory row judges the centre at 1x, declared first. ")

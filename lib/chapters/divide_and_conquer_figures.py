@@ -38,8 +38,8 @@ def accuracy_against_grid(ch: Chapter, metric: str = SECONDARY) -> plt.Figure:
     (left) and against M at the centre's K (right): every seed's difference a small dot, the mean
     difference with its Holm-corrected interval from the chapter's comparison table (`comparisons`)
     a large dot and bar, K = 1 the line at zero. No lines join the settings: they are separate arms."""
-    at, points, table = ch.settings["grid_at"], grid(ch), ch.table()
-    datasets, name = ch.settings["datasets"], LABELS.get(metric, metric)
+    at, points, table = ch.settings.grid_at, grid(ch), ch.table()
+    datasets, name = ch.settings.datasets, LABELS.get(metric, metric)
     family, middle = comparisons(ch), centre(ch)
     fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.6 * len(datasets) + 1), squeeze=False)
     said = []
@@ -48,11 +48,11 @@ def accuracy_against_grid(ch: Chapter, metric: str = SECONDARY) -> plt.Figure:
         base = records.per_seed(table, SINGLE, metric, ds)
         for ax, vary in zip(row, ["K", "M"]):
             if vary == "K":
-                chosen = sorted((k, n) for n, (k, m) in points.items() if m == at["recluster_every"] or k == 1)
-                label = f"K (learners; M = {at['recluster_every']})"
+                chosen = sorted((k, n) for n, (k, m) in points.items() if m == at.recluster_every or k == 1)
+                label = f"K (learners; M = {at.recluster_every})"
             else:
-                chosen = sorted((m, n) for n, (k, m) in points.items() if k == at["clusters"])
-                label = f"M (epochs between re-clusterings; K = {at['clusters']})"
+                chosen = sorted((m, n) for n, (k, m) in points.items() if k == at.clusters)
+                label = f"M (epochs between re-clusterings; K = {at.clusters})"
             span = MIN_SPAN
             for x, setting in chosen:
                 if setting == SINGLE:
@@ -99,7 +99,7 @@ def accuracy_against_grid(ch: Chapter, metric: str = SECONDARY) -> plt.Figure:
 def learning_curves(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Figure:
     """Held-out Recall@1 after each epoch, one learner against the grid's centre, per data set;
     the shaded epochs are the ones the centre trains as K separate learners."""
-    middle, datasets = centre(ch), ch.settings["datasets"]
+    middle, datasets = centre(ch), ch.settings.datasets
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), max(4, 5.5 * len(datasets) / 1.75)),
                              squeeze=False)
     for ax, ds in zip(axes[0], datasets):
@@ -120,7 +120,7 @@ def learning_curves(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Fig
 def learners_map(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Figure:
     """t-SNE of a sample of training images in the centre's final embedding (first seed),
     coloured by the learner that had them at the last re-clustering."""
-    middle, datasets, keep = centre(ch), ch.settings["datasets"], ch.settings["tsne_points"]
+    middle, datasets, keep = centre(ch), ch.settings.datasets, ch.settings.tsne_points
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), max(5, 5.5 * len(datasets) / 1.75)),
                              squeeze=False)
     for ax, ds in zip(axes[0], datasets):
@@ -142,7 +142,7 @@ def learners_map(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Figure
             continue
         z, learner = kept["z"], kept["learner"]
         ax.scatter(*z[learner == divide.DROPPED].T, s=4, c="lightgrey", lw=0)
-        for k in range(ch.settings["grid_at"]["clusters"]):
+        for k in range(ch.settings.grid_at.clusters):
             ax.scatter(*z[learner == k].T, s=6, lw=0, color=plots.PALETTE[k % len(plots.PALETTE)], label=f"learner {k}")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -155,7 +155,7 @@ def learners_map(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Figure
 def clusters_and_cost(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Figure:
     """Left: the share of images each re-clustering leaves with their learner. Right: seconds of
     k-means (embedding the training set included) and of training per run, mean over seeds."""
-    datasets = ch.settings["datasets"]
+    datasets = ch.settings.datasets
     fig, axes = plt.subplots(len(datasets), 2, figsize=(12, max(3.6 * len(datasets), 12 / 1.7)), squeeze=False)
     for (kept_ax, cost_ax), ds in zip(axes, datasets):
         costs = {}
@@ -182,7 +182,7 @@ def clusters_and_cost(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.F
 def budget_figure(ch: Chapter, results: dict[int, dict[str, list]], gap: pd.DataFrame) -> plt.Figure:
     """Left: held-out Recall@1 of every arm at each budget, seeds as dots. Right: each divided
     arm's gap to one learner with its Holm interval."""
-    multiples = ch.settings["budgets"]
+    multiples = ch.settings.budgets
     arms = list(budget_arms(ch))
     fig, (ax, ax_gap) = plt.subplots(1, 2, figsize=(11, 6.3))
     for i, arm in enumerate(arms):
@@ -196,7 +196,7 @@ def budget_figure(ch: Chapter, results: dict[int, dict[str, list]], gap: pd.Data
         a.set_xscale("log", base=2)
         a.set_xticks(multiples, [f"{m}x\n({e} epochs)" for m, e in zip(multiples, epochs)])
         a.set_xlabel("budget (the same for every arm)")
-    ax.set_ylabel(f"{ch.settings['budget_dataset']} held-out Recall@1 (%)")
+    ax.set_ylabel(f"{ch.settings.budget_dataset} held-out Recall@1 (%)")
     ax.legend(fontsize=8, loc="best")
     for i, arm in enumerate(arms[1:], start=1):
         rows = gap[gap["arm"] == arm]
@@ -217,7 +217,7 @@ def budget_figure(ch: Chapter, results: dict[int, dict[str, list]], gap: pd.Data
 def budget_curves(ch: Chapter, results: dict[int, dict[str, list]]) -> plt.Figure:
     """Held-out Recall@1 and MAP@R after every epoch of every budget arm, one column per budget
     (thin: seeds, bold: mean): does the gap between the arms move while they train?"""
-    multiples, arms = ch.settings["budgets"], list(budget_arms(ch))
+    multiples, arms = ch.settings.budgets, list(budget_arms(ch))
     metrics = {"val_recall@1": "Recall@1", "val_map@r": "MAP@R"}
     width = 4.2 * len(multiples)
     fig, axes = plt.subplots(len(metrics), len(multiples), figsize=(width, max(3.0 * len(metrics), width / 1.7)),
@@ -233,5 +233,5 @@ def budget_curves(ch: Chapter, results: dict[int, dict[str, list]]) -> plt.Figur
             plots.epoch_axis(ax)
             ax.set_ylabel(f"validation {label} (%)")
     axes[0, 0].legend(fontsize=7, loc="best")
-    return _saved(ch, fig, "budget-curves", f"{ch.settings['budget_dataset']}: held-out Recall@1 and MAP@R per epoch "
+    return _saved(ch, fig, "budget-curves", f"{ch.settings.budget_dataset}: held-out Recall@1 and MAP@R per epoch "
                                             "of one learner and the divided arms at each budget (thin: seeds, bold: mean)")

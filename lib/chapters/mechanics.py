@@ -232,7 +232,7 @@ def compare_batch(x, y, margin: float = MARGIN, beta: float = BETA) -> dict[str,
 def random_checks(ch: Chapter) -> pd.DataFrame:
     """`compare_batch` on the example and on the profile's number of random batches (seeds 0, 1, ...)."""
     batches = {"worked example": example()}
-    batches.update({f"random batch, seed {s}": random_batch(s) for s in range(ch.settings.get("random_batches", 5))})
+    batches.update({f"random batch, seed {s}": random_batch(s) for s in range(ch.settings.random_batches)})
     table = pd.DataFrame({name: compare_batch(*xy) for name, xy in batches.items()})
     table.index.name = "piece (pml class)"
     table["worst"] = table.max(axis=1)

@@ -33,8 +33,8 @@ VERDICT_METRIC = "map@r"
 def strategy(ch: Chapter, dataset: str, name: str, margin: float | None = None) -> RunConfig:
     """The run of one mining strategy: the same loss and margin for all of them (a margin miner
     selects with the loss's margin, so the two move together)."""
-    margin = ch.settings["margin"] if margin is None else margin
-    layer = copy.deepcopy(ch.settings["strategies"][name])
+    margin = ch.settings.margin if margin is None else margin
+    layer = copy.deepcopy(ch.settings.strategies[name])
     if layer["miner"].get("name") == "TripletMarginMiner":
         layer["miner"]["kwargs"]["margin"] = margin
     return ch.config(dataset, {"loss": {"name": "TripletMarginLoss", "kwargs": {"margin": margin}}}, layer)
@@ -42,17 +42,17 @@ def strategy(ch: Chapter, dataset: str, name: str, margin: float | None = None) 
 
 def plan(ch: Chapter):
     """The chapter's runs (lib.runs.plan): every strategy on every data set, and the margin sweep."""
-    yield [run for ds in ch.settings["datasets"] for run in ch.planned(strategy_arms(ch, ds))] + \
+    yield [run for ds in ch.settings.datasets for run in ch.planned(strategy_arms(ch, ds))] + \
         ch.planned(margin_sweep_arms(ch))
 
 
 def strategy_arms(ch: Chapter, dataset: str) -> dict[str, RunConfig]:
-    return {name: strategy(ch, dataset, name) for name in ch.settings["strategies"]}
+    return {name: strategy(ch, dataset, name) for name in ch.settings.strategies}
 
 
 def run_strategies(ch: Chapter) -> dict[str, dict[str, list]]:
     """{dataset: {strategy: runs over seeds}}, every run recorded in the chapter's table."""
-    return {ds: ch.results(strategy_arms(ch, ds)) for ds in ch.settings["datasets"]}
+    return {ds: ch.results(strategy_arms(ch, ds)) for ds in ch.settings.datasets}
 
 
 def margin_setting(name: str, margin: float) -> str:
@@ -60,9 +60,9 @@ def margin_setting(name: str, margin: float) -> str:
 
 
 def margin_sweep_arms(ch: Chapter) -> dict[str, RunConfig]:
-    sweep = ch.settings["margin_sweep"]
-    return {margin_setting(name, m): strategy(ch, sweep["dataset"], name, m)
-            for name in sweep["strategies"] for m in sweep["margins"]}
+    sweep = ch.settings.margin_sweep
+    return {margin_setting(name, m): strategy(ch, sweep.dataset, name, m)
+            for name in sweep.strategies for m in sweep.margins}
 
 
 def run_margin_sweep(ch: Chapter) -> dict[str, list]:
@@ -74,14 +74,14 @@ def strategy_summary(ch: Chapter) -> pd.DataFrame:
     """Mean and sd over seeds of every strategy on every data set, with flag counts."""
     frame = ch.table()
     metrics = list(dict.fromkeys([*sorted({m for ms in METRICS.values() for m in ms}), *GEOMETRY, *DIAGNOSTICS]))
-    return records.summary(frame[frame.setting.isin(ch.settings["strategies"])], metrics)
+    return records.summary(frame[frame.setting.isin(ch.settings.strategies)], metrics)
 
 
 def margin_summary(ch: Chapter) -> pd.DataFrame:
-    sweep = ch.settings["margin_sweep"]
-    names = [margin_setting(n, m) for n in sweep["strategies"] for m in sweep["margins"]]
+    sweep = ch.settings.margin_sweep
+    names = [margin_setting(n, m) for n in sweep.strategies for m in sweep.margins]
     frame = ch.table()
-    return records.summary(frame[frame.setting.isin(names) & (frame.dataset == sweep["dataset"])],
+    return records.summary(frame[frame.setting.isin(names) & (frame.dataset == sweep.dataset)],
                            ["map@r", "train_loss_over_margin", "spread_ratio", "effective_rank"])
 
 
@@ -90,13 +90,13 @@ def selected_negatives_figure(ch: Chapter, results: dict[str, dict[str, list]]) 
     and last epoch, as the share of them in each distance bin (so a miner that puts them all in one
     bin reads 100 %), with each epoch's mean d(a,p) and the semi-hard band d(a,p) to d(a,p) + α:
     one row per data set, one panel per strategy, one legend per row."""
-    datasets, strategies = ch.settings["datasets"], ch.settings["strategies"]
+    datasets, strategies = ch.settings.datasets, ch.settings.strategies
     fig, axes = plt.subplots(len(datasets), len(strategies), figsize=(2.5 * len(strategies), 4.2 * len(datasets)),
                              squeeze=False, sharex=True)
     for row, ds in zip(axes, datasets):
         histories = {name: runs[0].history for name, runs in results[ds].items()}
         last = max((int(h.epoch.max()) for h in histories.values() if len(h)), default=1)
-        plots.selected_negative_distances(histories, sorted({1, (last + 1) // 2, last}), row, margin=ch.settings["margin"])
+        plots.selected_negative_distances(histories, sorted({1, (last + 1) // 2, last}), row, margin=ch.settings.margin)
         for ax in row:
             ax.set_ylabel("% per bin")
         row[0].set_ylabel(f"{ds}\n% of selected negatives per bin")
@@ -104,14 +104,14 @@ def selected_negatives_figure(ch: Chapter, results: dict[str, dict[str, list]]) 
         if shown:
             plots.legend_outside(shown[-1], fontsize=8, title=ds, title_fontsize=8)
     fig.suptitle(f"Where each miner's negatives lie (first seed); left of the grey band: hard, "
-                 f"in it: semi-hard (α = {ch.settings['margin']:g}), right of it: easy", fontsize=11)
+                 f"in it: semi-hard (α = {ch.settings.margin:g}), right of it: easy", fontsize=11)
     fig.tight_layout()
     return fig
 
 
 def _validation_note(ch: Chapter) -> str:
     """What the per-epoch curves are scored on, per data set (`plots.validation_words`)."""
-    words = {ds: plots.validation_words(ch.config(ds)) for ds in ch.settings["datasets"]}
+    words = {ds: plots.validation_words(ch.config(ds)) for ds in ch.settings.datasets}
     if len(set(words.values())) == 1:
         return next(iter(words.values()))
     return "; ".join(f"{ds}: {w}" for ds, w in words.items())
@@ -125,7 +125,7 @@ def curves_figure(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Figur
               ("val_map@r", "validation MAP@R", "MAP@R (%)", 100.0),
               ("val_spread_ratio", "held-out spread ratio", "spread ratio", 1.0),
               ("val_effective_rank", "held-out effective rank", "effective rank (log scale)", 1.0)]
-    datasets = ch.settings["datasets"]
+    datasets = ch.settings.datasets
     fig, axes = plt.subplots(len(datasets), len(panels), figsize=(14, 3.6 * len(datasets) + 1.4), squeeze=False)
     for row, ds in zip(axes, datasets):
         for ax, (column, title, ylabel, scale) in zip(row, panels):
@@ -151,12 +151,12 @@ def curves_figure(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Figur
 
 
 def map_figure(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Figure:
-    datasets = ch.settings["datasets"]
+    datasets = ch.settings.datasets
     width = 5.5 * len(datasets) + 2
-    fig, axes = plt.subplots(1, len(datasets), figsize=(width, max(0.5 * len(ch.settings["strategies"]) + 1.5,
+    fig, axes = plt.subplots(1, len(datasets), figsize=(width, max(0.5 * len(ch.settings.strategies) + 1.5,
                                                                    width / 1.75)), squeeze=False, sharey=True)
     for ax, ds in zip(axes[0], datasets):
-        plots.seed_dots(results[ds], "map@r", ax, order=list(ch.settings["strategies"]))
+        plots.seed_dots(results[ds], "map@r", ax, order=list(ch.settings.strategies))
         ax.set_title(ds)
     axes[0, 0].set_ylabel("mining strategy")
     fig.tight_layout()
@@ -165,22 +165,22 @@ def map_figure(ch: Chapter, results: dict[str, dict[str, list]]) -> plt.Figure:
 
 def margin_figure(ch: Chapter) -> plt.Figure:
     """Held-out MAP@R against the margin, each sweep strategy: seeds as dots, mean ± sd as bars."""
-    sweep = ch.settings["margin_sweep"]
+    sweep = ch.settings.margin_sweep
     frame = ch.table()
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for i, name in enumerate(sweep["strategies"]):
-        values = [frame.loc[(frame.dataset == sweep["dataset"]) & (frame.setting == margin_setting(name, m)),
-                            "map@r"].to_numpy(dtype=float) * 100 for m in sweep["margins"]]
-        ax.errorbar(sweep["margins"], [np.nanmean(v) for v in values],
+    for i, name in enumerate(sweep.strategies):
+        values = [frame.loc[(frame.dataset == sweep.dataset) & (frame.setting == margin_setting(name, m)),
+                            "map@r"].to_numpy(dtype=float) * 100 for m in sweep.margins]
+        ax.errorbar(sweep.margins, [np.nanmean(v) for v in values],
                     yerr=[np.nanstd(v, ddof=1) if len(v) > 1 else 0 for v in values],
                     marker="o", capsize=3, label=f"{name} (mean ± sd)", color=plots.PALETTE[i])
-        for m, v in zip(sweep["margins"], values):
+        for m, v in zip(sweep.margins, values):
             ax.scatter([m] * len(v), v, color=plots.PALETTE[i], alpha=0.35, s=12)
     ax.set_xscale("log")
-    ax.set_xticks(sweep["margins"], [f"{m:g}" for m in sweep["margins"]])
+    ax.set_xticks(sweep.margins, [f"{m:g}" for m in sweep.margins])
     ax.xaxis.set_minor_formatter("")
     ax.set_xlabel("margin α (log scale)")
-    ax.set_ylabel(f"MAP@R on {sweep['dataset']} (%)")
+    ax.set_ylabel(f"MAP@R on {sweep.dataset} (%)")
     ax.legend(loc="best", fontsize=8)
     return fig
 
@@ -195,8 +195,8 @@ def comparison_pairs(strategies: list[str]) -> dict[str, tuple[str, str]]:
 
 def comparisons(ch: Chapter, metric: str = VERDICT_METRIC) -> pd.DataFrame:
     """One Holm family per data set: the strategies' paired-by-seed differences to semi-hard."""
-    pairs = comparison_pairs(list(ch.settings["strategies"]))
-    return pd.concat({ds: compare.compare(ch.table(), pairs, metric, dataset=ds) for ds in ch.settings["datasets"]},
+    pairs = comparison_pairs(list(ch.settings.strategies))
+    return pd.concat({ds: compare.compare(ch.table(), pairs, metric, dataset=ds) for ds in ch.settings.datasets},
                      names=["dataset"])
 
 
@@ -241,7 +241,7 @@ def _dataset_verdict(ch: Chapter, dataset: str, family: pd.DataFrame) -> str:
         lines[0] += (f"; its Lake 20-way one-shot accuracy is "
                      f"{fmt(table.loc[best, 'oneshot_accuracy mean'], table.loc[best, 'oneshot_accuracy sd'])}")
     lines[0] += f". Paired by seed, one Holm family of {len(family)} comparisons on {metric}:\n"
-    for name, (a, b) in comparison_pairs(list(ch.settings["strategies"])).items():
+    for name, (a, b) in comparison_pairs(list(ch.settings.strategies)).items():
         lines.append(f"- {judged(family.loc[name], name, a, b)} (this chapter's family, exploratory).")
         claim = ledger_line(ch, dataset, a, b)
         if claim:
@@ -255,21 +255,21 @@ def _dataset_verdict(ch: Chapter, dataset: str, family: pd.DataFrame) -> str:
 
 
 def _margin_verdict(ch: Chapter) -> str:
-    sweep = ch.settings["margin_sweep"]
-    means = margin_summary(ch)["map@r mean"].loc[sweep["dataset"]]
+    sweep = ch.settings.margin_sweep
+    means = margin_summary(ch)["map@r mean"].loc[sweep.dataset]
     ranges = {}
-    for name in sweep["strategies"]:
-        values = [means[margin_setting(name, m)] for m in sweep["margins"]]
+    for name in sweep.strategies:
+        values = [means[margin_setting(name, m)] for m in sweep.margins]
         ranges[name] = (max(values) - min(values)) * 100
     finding = ("Hard mining is the less margin-sensitive, as its gradient predicts."
                if ranges.get(HARD, 0) < ranges.get(BASELINE, 0) else
                "Hard mining is **not** less margin-sensitive here, against the gradient argument.")
-    return (f"**Margin.** Across margins {', '.join(str(m) for m in sweep['margins'])} on {sweep['dataset']}, the "
+    return (f"**Margin.** Across margins {', '.join(str(m) for m in sweep.margins)} on {sweep.dataset}, the "
             "mean MAP@R over seeds moves by " + ", ".join(f"{r:.1f} points for {n}" for n, r in ranges.items())
             + f" (ranges of means, not a tested difference). {finding}")
 
 
 def verdict(ch: Chapter, family: pd.DataFrame) -> str:
     """The chapter's conclusion as Markdown, every number read from the per-seed table."""
-    lines = [_dataset_verdict(ch, ds, family.loc[ds]) for ds in ch.settings["datasets"]]
+    lines = [_dataset_verdict(ch, ds, family.loc[ds]) for ds in ch.settings.datasets]
     return "\n\n".join(lines + [_margin_verdict(ch)])

@@ -75,8 +75,8 @@ def _trained_road(ch: Chapter):
     """The road's training steps as a walk that yields each step's {setting: config} before reading
     its runs (for the plan), and returns (steps, the kept step, the kept ingredients' names)."""
     s = ch.settings
-    metric = s["select_on"]
-    layers, names = [s["start"]], []
+    metric = s.select_on
+    layers, names = [s.start], []
     steps: list[Step] = []
 
     def attempt(ingredient: str, extra_layers: list):
@@ -89,7 +89,7 @@ def _trained_road(ch: Chapter):
 
     current = yield from attempt(START, layers)
     steps.append(current)
-    for ingredient, layer in s["ingredients"].items():
+    for ingredient, layer in s.ingredients.items():
         step = yield from attempt(ingredient, [*layers, layer])
         if _judge(step, current, steps):
             layers.append(layer)
@@ -102,9 +102,9 @@ def road(ch: Chapter) -> list[Step]:
     """The start recipe, then each ingredient on top of what was kept so far, over the seeds;
     an ingredient stays when its mean paired gain in `select_on` is positive. Test-time views
     (no training: they re-score the kept recipe's runs) come last, judged the same way."""
-    metric = ch.settings["select_on"]
+    metric = ch.settings.select_on
     steps, current, names = walk_through(_trained_road(ch))
-    for ingredient, shifts in ch.settings.get("test_time", {}).items():
+    for ingredient, shifts in ch.settings.test_time.items():
         views = (*current.views, *(tuple(v) for v in shifts))
         selection = {r.config.train.seed: _view_scores(r, views)[metric] for r in current.results}
         step = Step(" + ".join([START, *names, ingredient]), ingredient, rescored(current.results, views),
@@ -157,14 +157,14 @@ def background_arms(ch: Chapter, layers: list) -> dict[str, RunConfig]:
     """The chosen recipe (its run overlays `layers`) on each of Lake's minimal background sets."""
     return {f"{CHOSEN}, {background} background":
             ch.config("omniglot", *layers, {"data": {"options": {"background": background}}})
-            for background in ch.settings["minimal_backgrounds"]}
+            for background in ch.settings.minimal_backgrounds}
 
 
 def minimal_backgrounds(ch: Chapter, best: Step) -> pd.DataFrame:
     """The chosen recipe, unchanged, trained on each of Lake's two minimal background sets (5
     alphabets each, the harder form of the challenge) beside the whole background set."""
     rows = [_background_row("full (30 alphabets)", best.results)]
-    for background, (name, cfg) in zip(ch.settings["minimal_backgrounds"], background_arms(ch, best.layers).items()):
+    for background, (name, cfg) in zip(ch.settings.minimal_backgrounds, background_arms(ch, best.layers).items()):
         results = rescored(ch.results({name: cfg})[name], best.views)
         for result in results:  # the per-seed table, as scored with the chosen views
             ch.record(name, result)
@@ -186,7 +186,7 @@ def _background_row(name: str, results: list) -> dict:
 def road_table(ch: Chapter, steps: list[Step]) -> pd.DataFrame:
     """One row per step: what it added, its validation metric, its gain and whether it stayed,
     then the one-shot accuracy and the minutes it trained (the 20 runs are read, never used)."""
-    metric = ch.settings["select_on"]
+    metric = ch.settings.select_on
     rows = []
     for step in steps:
         val = np.array(list(step.selection.values()))
@@ -224,24 +224,24 @@ def per_run_accuracy(step: Step) -> np.ndarray:
                      for r in results])
 
 
-def _anchor_lines(ax, anchors: list[dict]) -> None:
+def _anchor_lines(ax, anchors: list) -> None:
     """The published levels as lines (dotted: not measured on these runs), labelled at the right
     and spread apart where two levels lie close."""
     for anchor in anchors:
-        ax.axhline(anchor["accuracy"] * 100, color=plots.GREY, ls="-" if anchor["on_these_runs"] else ":", lw=1)
+        ax.axhline(anchor.accuracy * 100, color=plots.GREY, ls="-" if anchor.on_these_runs else ":", lw=1)
     low, high = ax.get_ylim()
     gap, previous = 0.045 * (high - low), -np.inf
-    for anchor in sorted(anchors, key=lambda a: a["accuracy"]):
-        y = max(anchor["accuracy"] * 100, previous + gap)
+    for anchor in sorted(anchors, key=lambda a: a.accuracy):
+        y = max(anchor.accuracy * 100, previous + gap)
         previous = y
-        where = "" if anchor["on_these_runs"] else " (other trials)"
-        ax.annotate(f"{anchor['label']}{where} {anchor['accuracy']:.1%}", (1.0, anchor["accuracy"] * 100),
+        where = "" if anchor.on_these_runs else " (other trials)"
+        ax.annotate(f"{anchor.label}{where} {anchor.accuracy:.1%}", (1.0, anchor.accuracy * 100),
                     xycoords=("axes fraction", "data"), xytext=(1.01, y), textcoords=("axes fraction", "data"),
                     va="center", fontsize=8, color="dimgrey")
 
 
 def road_figure(ch: Chapter, steps: list[Step]) -> plt.Figure:
-    metric = ch.settings["select_on"]
+    metric = ch.settings.select_on
     fig, (ax_val, ax_shot) = plt.subplots(1, 2, figsize=(12, 7.4), gridspec_kw={"width_ratios": [1, 1.5]})
     labels = [s.ingredient for s in steps]
     for i, step in enumerate(steps):
@@ -259,7 +259,7 @@ def road_figure(ch: Chapter, steps: list[Step]) -> plt.Figure:
     ax_val.set_title("What chose each step (validation)")
     ax_shot.set_ylabel("20-way one-shot accuracy (%), Lake's 20 runs")
     ax_shot.set_title("Where each step stands (read, never used to choose)")
-    _anchor_lines(ax_shot, ch.settings["anchors"])
+    _anchor_lines(ax_shot, ch.settings.anchors)
     fig.tight_layout()
     return fig
 
@@ -274,7 +274,7 @@ def per_run_figure(ch: Chapter, accuracy: np.ndarray) -> plt.Figure:
     ax.set_xlabel("Lake's run (20-way, one alphabet each)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"The chosen recipe on each of the 20 runs ({accuracy.shape[0]} seeds)")
-    _anchor_lines(ax, ch.settings["anchors"])
+    _anchor_lines(ax, ch.settings.anchors)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
@@ -282,7 +282,7 @@ def per_run_figure(ch: Chapter, accuracy: np.ndarray) -> plt.Figure:
 
 def conclusion(ch: Chapter, steps: list[Step], table: pd.DataFrame, accuracy: np.ndarray,
                backgrounds: pd.DataFrame) -> str:
-    metric = ch.settings["select_on"]
+    metric = ch.settings.select_on
     best = chosen(steps)
     shot = _scores(best.results)
     kept = [s.ingredient for s in steps[1:] if s.kept]
@@ -295,13 +295,13 @@ def conclusion(ch: Chapter, steps: list[Step], table: pd.DataFrame, accuracy: np
             f"{accuracy.mean(0).min():.0%} to {accuracy.mean(0).max():.0%}), after "
             f"{table.loc[best.ingredient, 'train minutes per seed']:.1f} minutes of training per seed"
             f"{'' if best.trains else f', each image embedded under {len(best.views)} test-time views'}. ")
-    anchors = ch.settings["anchors"]
-    above = [a for a in anchors if a["on_these_runs"] and shot.mean() >= a["accuracy"]]
-    below = [a for a in anchors if a["on_these_runs"] and shot.mean() < a["accuracy"]]
+    anchors = ch.settings.anchors
+    above = [a for a in anchors if a.on_these_runs and shot.mean() >= a.accuracy]
+    below = [a for a in anchors if a.on_these_runs and shot.mean() < a.accuracy]
     if above:
-        text += f"On these very runs it is above {', '.join(a['label'] for a in above)}. "
+        text += f"On these very runs it is above {', '.join(a.label for a in above)}. "
     if below:
-        levels = [f"{a['label']} ({a['accuracy']:.1%})" for a in below]
+        levels = [f"{a.label} ({a.accuracy:.1%})" for a in below]
         text += f"It stays below {', '.join(levels)}. "
     minimal = backgrounds.iloc[1:]
     if len(minimal):

@@ -33,7 +33,7 @@ class Metrics:
 
     def __init__(self, ch: Chapter):
         s = ch.settings
-        self.k20, self.k5, self.photos = s["competition_k"], s["humpback_k"], list(s["catalogue_photos"])
+        self.k20, self.k5, self.photos = s.competition_k, s.humpback_k, list(s.catalogue_photos)
         self.open_set = f"open-set mAP@{self.k5}"
         self.new_first = f"open-set mAP@{self.k5}, 'new' first"
         # The divide-vs-single claim is judged on closed-set metrics, which every query's ranking moves;
@@ -63,9 +63,9 @@ def plan(ch: Chapter):
 
 def recipes(ch: Chapter, overrides: dict | None) -> dict[str, RunConfig]:
     """The borrowed recipes this profile reports (its `only_recipes`, else all), on the beluga split."""
-    chosen = ch.settings.get("only_recipes", list(ch.settings["recipes"]))
-    return {name: borrowed_config(spec, ch.profile.name, overrides, ch.dataset)
-            for name, spec in ch.settings["recipes"].items() if name in chosen}
+    chosen = ch.settings.only_recipes if ch.settings.only_recipes is not None else list(ch.settings.recipes)
+    return {name: borrowed_config(spec.model_dump(exclude_unset=True), ch.profile.name, overrides, ch.dataset)
+            for name, spec in ch.settings.recipes.items() if name in chosen}
 
 
 def held_out_whales(recipes: dict[str, RunConfig], results: dict[str, list]):
@@ -99,14 +99,14 @@ def scenario_table(ch: Chapter, split) -> pd.DataFrame:
     return pd.DataFrame({name: {"queries": len(s.query), "catalogue photos": len(s.catalogue),
                                 "query whales": meta.iloc[s.query].whale_id.nunique(),
                                 "queries with a match": int(np.isin(labels[s.query], labels[s.catalogue]).sum())}
-                         for name, s in reid.scenarios(meta, ch.settings["protocol_seed"]).items()}).T
+                         for name, s in reid.scenarios(meta, ch.settings.protocol_seed).items()}).T
 
 
 # ------------------------------------------------------------------ scoring every (recipe, seed)
 
 
 def _test_half(ch: Chapter, split) -> reid.OpenSet:
-    return reid.open_set_halves(split.meta, ch.settings["protocol_seed"], ch.settings["new_fraction"])["test"]
+    return reid.open_set_halves(split.meta, ch.settings.protocol_seed, ch.settings.new_fraction)["test"]
 
 
 def new_shares(emb: np.ndarray, labels: np.ndarray, test_half: reid.OpenSet, threshold: float) -> dict:
@@ -123,13 +123,13 @@ def reid_scores(ch: Chapter, run, split, test_half: reid.OpenSet) -> dict:
     if isinstance(run, Diverged):
         return {}
     s = ch.settings
-    protocol = {k: s[k] for k in ("competition_k", "humpback_k", "catalogue_photos", "new_fraction", "protocol_seed")}
+    protocol = s.model_dump(include={"competition_k", "humpback_k", "catalogue_photos", "new_fraction", "protocol_seed"})
 
     def compute() -> dict:
         emb = run.arrays["test_embeddings"]
-        scores = reid.run_metrics(emb, split.labels, split.meta, competition_k=s["competition_k"],
-                                  humpback_k=s["humpback_k"], catalogue_photos=s["catalogue_photos"],
-                                  new_fraction=s["new_fraction"], seed=s["protocol_seed"])
+        scores = reid.run_metrics(emb, split.labels, split.meta, competition_k=s.competition_k,
+                                  humpback_k=s.humpback_k, catalogue_photos=s.catalogue_photos,
+                                  new_fraction=s.new_fraction, seed=s.protocol_seed)
         return {**scores, **new_shares(emb, split.labels, test_half, scores["open-set threshold"])}
 
     kept = derived.of_run(run, "reid-scores", compute, params=protocol, modules=("reid", "evaluate"))
@@ -210,7 +210,7 @@ def scored_queries(split, scenario: reid.Scenario) -> int:
 def scenario_queries(ch: Chapter) -> dict[str, int]:
     """{scenario: queries scored} on the chapter's held-out whales (the recipes share that split)."""
     split = load_splits(next(iter(recipes(ch, ch.overrides).values()))).test
-    return {name: scored_queries(split, sc) for name, sc in reid.scenarios(split.meta, ch.settings["protocol_seed"]).items()}
+    return {name: scored_queries(split, sc) for name, sc in reid.scenarios(split.meta, ch.settings.protocol_seed).items()}
 
 
 # ------------------------------------------------------------------ tables beside the figures
@@ -221,7 +221,7 @@ def against_blog(ch: Chapter, table: pd.DataFrame) -> pd.DataFrame:
     m = Metrics(ch)
     columns = [m.scenario(SAME), m.scenario(LATER)]
     out = pd.DataFrame({c: {name: _fmt(table, name, c) for name in _settings(table)} for c in columns})
-    out.loc["the blog, as reported (on its own training whales)"] = [f"{ch.settings['blog_map'] * 100:.1f} %",
+    out.loc["the blog, as reported (on its own training whales)"] = [f"{ch.settings.blog_map * 100:.1f} %",
                                                                      "not reported"]
     return out
 
@@ -241,7 +241,7 @@ def divide_vs_single(ch: Chapter, table: pd.DataFrame) -> pd.DataFrame:
     gain and the verdict, and on open-set mAP@5, shown but not judged. Saved (as fractions) as the
     chapter's `divide-vs-single` table; returned in points."""
     m, s = Metrics(ch), ch.settings
-    pair, gain = (s["divided"], s["single"]), s["humpback_gain"]
+    pair, gain = (s.divided, s.single), s.humpback_gain
     rows, ruled = [], _ledger_rows(ch)
     for metric in [*m.closed_set, m.open_set]:
         row = compare.compare(table, {metric: pair}, metric).iloc[0][["diff", "low", "high", "seeds", "mde"]]
@@ -272,7 +272,7 @@ def _ledger_rows(ch: Chapter) -> dict[str, tuple[str, str]]:
     """{metric: (verdict label, verdict sentence)} of the claims ledger's rows on divide and conquer
     against one learner in this chapter, word for word (`lib.ledger.chapter_verdicts`)."""
     from lib import ledger
-    pair = (ch.settings["divided"], ch.settings["single"])
+    pair = (ch.settings.divided, ch.settings.single)
     return {c.metric: (label, said) for c, label, said in ledger.chapter_verdicts(ch) if (c.a, c.b) == pair}
 
 
@@ -304,7 +304,7 @@ def _new_individual_line(ch: Chapter, table: pd.DataFrame, best: str) -> str:
 
 
 def _open_set_line(ch: Chapter, table: pd.DataFrame) -> str:
-    m, arms, gain = Metrics(ch), (ch.settings["divided"], ch.settings["single"]), ch.settings["humpback_gain"]
+    m, arms, gain = Metrics(ch), (ch.settings.divided, ch.settings.single), ch.settings.humpback_gain
     gaps = [abs(_mean(table, a, m.open_set) - _mean(table, a, m.new_first)) for a in arms]
     if not all(math.isfinite(g) for g in gaps):
         return (f"Open-set mAP@{m.k5}, the humpback leaderboard's score, was not measured for both arms in this "
@@ -323,7 +323,7 @@ def pretrained_vs_scratch(ch: Chapter, table: pd.DataFrame) -> pd.DataFrame:
     run by this profile), paired by seed, on a later encounter and with same-encounter photos
     allowed: one Holm family per metric. Empty when there are no such pairs."""
     m, chosen = Metrics(ch), set(_settings(table))
-    pairs = {f"{a} vs {b}": (a, b) for a, b in ch.settings.get("pretrained_pairs", {}).items() if {a, b} <= chosen}
+    pairs = {f"{a} vs {b}": (a, b) for a, b in ch.settings.pretrained_pairs.items() if {a, b} <= chosen}
     if not pairs:
         return pd.DataFrame()
     found = pd.concat([compare.compare(table, pairs, metric) for metric in (m.scenario(LATER), m.scenario(SAME))])
@@ -345,7 +345,7 @@ def _claim_lines(ch: Chapter, table: pd.DataFrame) -> list[str]:
     word for word, where the ledger judges that metric; else this chapter's own (exploratory)
     `lib.stats.verdict_sentence` at its level (the regime qualifies it, never decides it)."""
     s, m = ch.settings, Metrics(ch)
-    pair, gain = (s["divided"], s["single"]), s["humpback_gain"]
+    pair, gain = (s.divided, s.single), s.humpback_gain
     lines, ruled = [], _ledger_rows(ch)
     for role, metric in zip(("decides", "checks"), m.closed_set):
         if metric in ruled:
@@ -369,17 +369,17 @@ def verdict(ch: Chapter, table: pd.DataFrame) -> str:
     blog = next((n for n in _settings(table) if n.startswith("blog")), None)
     if blog is not None:
         lines.append(f"**The blog's configuration** scores {_fmt(table, blog, later)} at a later encounter (the blog "
-                     f"reported {s['blog_map'] * 100:.1f} % on its own training whales, same encounters allowed).")
-    if s.get("winners_map") is not None:
-        lines.append(f"**Where the winners were.** The Where's Whale-do winners reached mAP@20 {s['winners_map']:.2f} "
+                     f"reported {s.blog_map * 100:.1f} % on its own training whales, same encounters allowed).")
+    if s.winners_map is not None:
+        lines.append(f"**Where the winners were.** The Where's Whale-do winners reached mAP@20 {s.winners_map:.2f} "
                      f"(EfficientNet-B5 at 512 px with ArcFace, on the competition's own test set, not these whales); "
                      f"the best recipe here scores {_mean(table, best, later):.2f}, with images of "
                      f"{'x'.join(map(str, np.atleast_1d(ch.config().data.image_size)))} px and this profile's budget.")
     lines += [text for text in (_pretrained_line(ch, table),) if text]
     lines += _averaging_lines(ch, table, best)
     lines.append(_new_individual_line(ch, table, best))
-    lines.append(f"**Divide and conquer vs one learner** ({s['divided']} vs {s['single']}, same budget, paired by "
-                 f"seed; the humpback team reported {s['humpback_gain'] * 100:+.0f} points of mAP@{m.k5}). "
+    lines.append(f"**Divide and conquer vs one learner** ({s.divided} vs {s.single}, same budget, paired by "
+                 f"seed; the humpback team reported {s.humpback_gain * 100:+.0f} points of mAP@{m.k5}). "
                  + _open_set_line(ch, table) + "\n\n" + "\n".join(_claim_lines(ch, table)))
     if ch.profile.name == "smoke":
         lines.append("*Smoke profile: these numbers are meaningless; the sentences above only prove the chain runs.*")

@@ -116,7 +116,7 @@ def new_whale_roc(ch: Chapter, results: dict[str, list], split, table: pd.DataFr
             run, "new-individual-scores", lambda run=run: {k: v for k, v in reid.new_scores(
                 run.arrays["test_embeddings"], split.labels, test_half, average=False).items()
                 if k in ("score", "is_new")},
-            params={"protocol_seed": ch.settings["protocol_seed"], "new_fraction": ch.settings["new_fraction"]},
+            params={"protocol_seed": ch.settings.protocol_seed, "new_fraction": ch.settings.new_fraction},
             modules=("reid",))
         if scored is None or scored["is_new"].all() or not scored["is_new"].any():
             continue
@@ -152,16 +152,16 @@ def retrievals_figure(ch: Chapter, results: dict[str, list], split, table: pd.Da
     later-encounter mAP@20 (chosen on the test split after the fact: an illustration, not a finding)."""
     best = best_recipe(table, Metrics(ch).scenario(LATER))
     run = _first_trained(results[best])
-    later = reid.scenarios(split.meta, ch.settings["protocol_seed"])[LATER]
+    later = reid.scenarios(split.meta, ch.settings.protocol_seed)[LATER]
     queries = later.query[np.isin(split.labels[later.query], split.labels[later.catalogue])]
-    shown = np.random.default_rng(ch.settings["protocol_seed"]).choice(
-        queries, size=min(ch.settings["examples"], len(queries)), replace=False)
+    shown = np.random.default_rng(ch.settings.protocol_seed).choice(
+        queries, size=min(ch.settings.examples, len(queries)), replace=False)
 
     def compute() -> dict:
         emb = run.arrays["test_embeddings"]
         return {"ranked": later.catalogue[knn(emb[shown], emb[later.catalogue], min(5, len(later.catalogue)))[1]]}
 
-    ranked = derived.of_run(run, "top5", compute, params={"protocol_seed": ch.settings["protocol_seed"],
+    ranked = derived.of_run(run, "top5", compute, params={"protocol_seed": ch.settings.protocol_seed,
                                                           "queries": shown.tolist()}, modules=("reid", "evaluate"))["ranked"]
     fig = plots.retrievals([split.read([q])[0].numpy() for q in shown],
                            [[split.read([j])[0].numpy() for j in row] for row in ranked],

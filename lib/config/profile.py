@@ -85,11 +85,21 @@ class Profile(_Model):
         """chapters.<name> as a plain dict (a copy): the keys the profile gives."""
         sections = self.chapters.as_dict()
         if name not in sections:
-            raise ConfigError(
-                f"profile '{self.name}' has no section chapters.{name}; "
-                f"it has: {', '.join(sorted(sections)) or 'none'}"
-            )
+            raise self._no_section(name)
         return copy.deepcopy(sections[name])
+
+    def section(self, name: str) -> Any:
+        """chapters.<name> as its typed model (lib.config.chapters; frozen): settings by attribute,
+        an absent optional one at its default. `published` is plain data, {data set: {metric: value}}."""
+        fields = {f.alias or n: n for n, f in Chapters.model_fields.items()}
+        if name not in fields or fields[name] not in self.chapters.model_fields_set:
+            raise self._no_section(name)
+        return getattr(self.chapters, fields[name])
+
+    def _no_section(self, name: str) -> ConfigError:
+        sections = self.chapters.as_dict()
+        return ConfigError(f"profile '{self.name}' has no section chapters.{name}; "
+                           f"it has: {', '.join(sorted(sections)) or 'none'}")
 
 
 
