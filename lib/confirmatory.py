@@ -136,6 +136,10 @@ def load(path: Path | str | None = None) -> Declaration:
         raise ConfigError(f"{path}: {exc}") from exc
 
 
+def _git(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=20)
+
+
 def commit(path: Path | str | None = None) -> str:
     """The short hash of the last commit that touched the declaration; "uncommitted" when it never
     was committed (or git cannot tell), with "+ uncommitted changes" when the file differs from it."""
@@ -146,7 +150,7 @@ def commit(path: Path | str | None = None) -> str:
         return "uncommitted"
 
     def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=20)
+        done = _git(*args)
         return done.stdout.strip() if done.returncode == 0 else ""
 
     try:
@@ -211,8 +215,7 @@ def pilot_difference(claim: Claim, pilot: str, root: Path | str | None = None,
             raise ConfigError(f"{path} is missing: the pilot's per-seed table of {claim.chapter}")
         t = pd.read_csv(path)
     else:
-        shown = subprocess.run(["git", "show", f"{declared_at}:{rel}"], cwd=Path(root or REPO_ROOT),
-                               capture_output=True, text=True, timeout=20)
+        shown = _git("show", f"{declared_at}:{rel}", cwd=Path(root or REPO_ROOT))
         if shown.returncode != 0:
             raise ConfigError(f"{rel} at commit {declared_at}: {shown.stderr.strip() or 'not found'} "
                               "(the pilot's per-seed table when the family was declared)")

@@ -260,11 +260,12 @@ def trend(ch: Chapter) -> pd.DataFrame:
         b = records.per_seed(table, budget_setting(SINGLE, multiple), PRIMARY, ch.settings.budget_dataset)
         return {seed: a[seed] - b[seed] for seed in a.keys() & b.keys()}
 
-    raw = {arm: stats.paired_difference(gaps(arm, longest), gaps(arm, shortest))
-           for arm in budget_arms(ch) if arm != SINGLE}
+    at = {arm: (gaps(arm, shortest), gaps(arm, longest)) for arm in budget_arms(ch) if arm != SINGLE}
+    raw = {arm: stats.paired_difference(last, first) for arm, (first, last) in at.items()}
     family = stats.holm(raw) if len(raw) > 1 else raw
     rows = [{"arm": arm, "from": f"{shortest}x", "to": f"{longest}x",
-             "gap_at_shortest": float(np.mean([gaps(arm, shortest)[s] for s in d.seeds])), "change": d.diff, "low": d.low, "high": d.high, "seeds": d.n,
+             "gap_at_shortest": float(np.mean([at[arm][0][s] for s in d.seeds])), "change": d.diff,
+             "low": d.low, "high": d.high, "seeds": d.n,
              "sentence": stats.verdict_sentence(stats.judge(d, None, claimed=False))}
             for arm, d in family.items()]
     out = pd.DataFrame(rows).set_index("arm")
@@ -273,8 +274,8 @@ def trend(ch: Chapter) -> pd.DataFrame:
 
 
 def budget_verdict(ch: Chapter, gap: pd.DataFrame) -> str:
-    """Each divided arm's gap at each budget, and whether it shrinks, closes, flips or holds as
-    training lengthens."""
+    """Each divided arm's gap at each budget, and the paired test of how it changes from the
+    shortest budget to the longest (`trend`)."""
     text = (f"**Longer budgets** ({ch.settings.budget_dataset}, each divided arm minus one learner, held-out "
             f"Recall@1, one Holm family over the budgets and arms): ")
     trends = trend(ch)
